@@ -1,0 +1,317 @@
+"""``evaluate(plan, instance, workload)``: a fully specified plan in; per-role step breakdowns,
+TPOT, TTFT (queueing + prefill + KV transfer), balanced throughput, memory per GPU and
+feasibility flags out. Composes the role-level functions the optimiser also calls."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from aicpp_opt.perf.afd import afd_step
+from aicpp_opt.perf.breakdown import Cost, StepBreakdown
+from aicpp_opt.perf.comm import p2p
+from aicpp_opt.perf.context import PerfContext, build_context
+from aicpp_opt.perf.fleet import Flow, balance, decode_capacity
+from aicpp_opt.perf.memory import MemoryBreakdown, memory_per_gpu
+from aicpp_opt.perf.queueing import ttft_queueing
+from aicpp_opt.perf.step import agg_iteration, decode_step, prefill_chunks, prefill_time
+from aicpp_opt.spec.instance import Instance
+from aicpp_opt.spec.plan import Plan, Role
+from aicpp_opt.spec.workload import Workload
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A feasibility check: ``ok`` and the reason with the numbers."""
+
+    name: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ttft:
+    """Mean TTFT parts in seconds: batch formation + queue wait, prefill compute, KV transfer."""
+
+    queueing: float
+    prefill: float
+    kv_transfer: float
+    kv_source: str = ""
+
+    @property
+    def total(self) -> float:
+        return self.queueing + self.prefill + self.kv_transfer
+
+
+@dataclass(frozen=True)
+class RoleResult:
+    role: str
+    step: StepBreakdown
+    memory: dict[str, MemoryBreakdown]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    mode: str
+    workload: Workload
+    roles: tuple[RoleResult, ...]
+    tpot: float
+    ttft: Ttft
+    flow: Flow
+    gpus: int
+    flags: tuple[Flag, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def feasible(self) -> bool:
+        return all(f.ok for f in self.flags)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "workload": self.workload.name,
+            "gpus": self.gpus,
+            "feasible": self.feasible,
+            "tpot_ms": self.tpot * 1e3,
+            "ttft_ms": {
+                "total": self.ttft.total * 1e3,
+                "queueing": self.ttft.queueing * 1e3,
+                "prefill": self.ttft.prefill * 1e3,
+                "kv_transfer": self.ttft.kv_transfer * 1e3,
+                "kv_source": self.ttft.kv_source,
+            },
+            "throughput": self.flow.to_dict(),
+            "roles": [
+                {
+                    "role": r.role,
+                    "step": r.step.to_dict(),
+                    "memory": {k: v.to_dict() for k, v in r.memory.items()},
+                }
+                for r in self.roles
+            ],
+            "flags": [{"name": f.name, "ok": f.ok, "reason": f.reason} for f in self.flags],
+            "notes": list(self.notes),
+        }
+
+
+def _decode_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
+    ctx_len, b = ctx.workload.decode_context, role.batch_per_gpu
+    if role.afd is None:
+        return {
+            "gpu": memory_per_gpu(
+                ctx, role.pool, role.shape, seqs_per_gpu=b, context=ctx_len, tokens_per_gpu=b
+            )
+        }
+    ffn_tokens = b * role.afd.attention_gpus / role.afd.micro_batches / role.shape.moe_gpus
+    return {
+        "attention": memory_per_gpu(
+            ctx,
+            role.pool,
+            role.shape,
+            seqs_per_gpu=b,
+            context=ctx_len,
+            tokens_per_gpu=b / role.afd.micro_batches,
+            side="attention",
+        ),
+        "ffn": memory_per_gpu(
+            ctx,
+            role.afd.ffn_pool,
+            role.shape,
+            seqs_per_gpu=0,
+            context=0,
+            tokens_per_gpu=ffn_tokens * ctx.model.moe.top_k,
+            side="ffn",
+        ),
+    }
+
+
+def _prefill_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
+    """A prefill rank holds ``batch`` requests' KV at the full ISL (spread over its TP GPUs as
+    ``kv_bytes`` accounts) and the activations of one chunk of each."""
+    tp = role.shape.attn_tp
+    chunk = min(role.chunk_tokens, ctx.workload.new_prompt_tokens)
+    mem = memory_per_gpu(
+        ctx,
+        role.pool,
+        role.shape,
+        seqs_per_gpu=role.batch / tp,
+        context=ctx.workload.isl,
+        tokens_per_gpu=role.batch * chunk / tp,
+    )
+    return {"gpu": mem}
+
+
+def kv_transfer(ctx: PerfContext, prefill: Role, decode: Role) -> Cost:
+    """One request's KV (full ISL, all layers) from its prefill rank to its decode rank: NVLink
+    when the two roles share a domain of one pool, else the slower scale-out link."""
+    m = ctx.model
+    nbytes = ctx.workload.isl * m.num_layers * m.kv_cache_bytes_per_token_per_layer
+    shared = {(p.pool, p.domain) for p in prefill.placement} & {
+        (p.pool, p.domain) for p in decode.placement
+    }
+    pools = [ctx.pools[prefill.pool], ctx.pools[decode.pool]]
+    if shared:
+        link = pools[0].link(True)
+    else:
+        link = min((p.link(False) for p in pools), key=lambda d: d.bw)
+    streams = 1 if m.attention.kind in ("mla", "dsa") else prefill.shape.attn_tp
+    return p2p(link, nbytes, streams)
+
+
+def _memory_flags(roles: tuple[RoleResult, ...]) -> list[Flag]:
+    flags = []
+    for r in roles:
+        for side, mem in r.memory.items():
+            gb = 1e9
+            flags.append(
+                Flag(
+                    f"memory {r.role}/{side}",
+                    mem.fits,
+                    f"{mem.total / gb:.1f} GB of {mem.capacity / gb:.1f} GB: "
+                    f"weights {mem.weights / gb:.1f}"
+                    f" + KV {mem.kv_cache / gb:.1f} + activations {mem.activations / gb:.2f}"
+                    f" + reserve {mem.reserve / gb:.1f}",
+                )
+            )
+    return flags
+
+
+def _latency_flags(ctx: PerfContext, tpot: float, ttft: Ttft, flow: Flow) -> list[Flag]:
+    slo = ctx.workload.slo
+    return [
+        Flag(
+            "tpot",
+            tpot <= slo.tpot,
+            f"TPOT {tpot * 1e3:.2f} ms vs SLO {slo.tpot * 1e3:g} ms "
+            f"(mean, SLO p{slo.percentile:g})",
+        ),
+        Flag(
+            "ttft",
+            ttft.total <= slo.ttft,
+            f"TTFT {ttft.total * 1e3:.1f} ms vs SLO {slo.ttft * 1e3:g} ms "
+            f"(mean: queue {ttft.queueing * 1e3:.1f} + prefill {ttft.prefill * 1e3:.1f}"
+            f" + KV {ttft.kv_transfer * 1e3:.2f})",
+        ),
+        Flag(
+            "prefill not saturated",
+            math.isfinite(ttft.queueing),
+            f"prefill utilisation {flow.prefill_utilization:.2f} at {flow.arrival_rate:.2f} req/s "
+            f"(prefill capacity {flow.prefill_capacity:.2f}, "
+            f"decode capacity {flow.decode_capacity:.2f} req/s)",
+        ),
+    ]
+
+
+def _extrapolation_notes(roles: tuple[RoleResult, ...]) -> list[str]:
+    notes = []
+    for r in roles:
+        ext = sorted({op.name for op in r.step.ops if op.cost.extrapolated})
+        if ext:
+            notes.append(f"{r.role}: extrapolated beyond the measured grid: {', '.join(ext)}")
+        ab = sorted({op.name for op in r.step.ops if op.cost.source.startswith("alpha-beta")})
+        if ab:
+            notes.append(
+                f"{r.role}: alpha-beta link model (no matching measurement): {', '.join(ab)}"
+            )
+    return notes
+
+
+def _evaluate_agg(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
+    role = plan.role("agg")
+    wl, shape = ctx.workload, role.shape
+    step = agg_iteration(ctx, role.pool, shape, role.batch_per_gpu, role.chunk_tokens)
+    t_it = step.total
+    n_chunks = len(prefill_chunks(ctx, role.chunk_tokens))
+    servers = role.replicas * shape.attn_dp
+    prefill_cap = servers / (n_chunks * t_it)
+    dec_cap = decode_capacity(
+        role.replicas, role.batch_per_gpu * shape.attention_gpus, wl.osl, t_it
+    )
+    flow = balance(prefill_cap, dec_cap, wl.osl, t_it, role.gpus)
+    wait = ttft_queueing(flow.arrival_rate, n_chunks * t_it, servers)
+    ttft = Ttft(wait, n_chunks * t_it, 0.0, "aggregated: KV stays on the GPU")
+    mem = {
+        "gpu": memory_per_gpu(
+            ctx,
+            role.pool,
+            shape,
+            seqs_per_gpu=role.batch_per_gpu,
+            context=wl.decode_context,
+            tokens_per_gpu=role.batch_per_gpu + role.chunk_tokens / shape.attn_tp,
+        )
+    }
+    return (RoleResult("agg", step, mem),), t_it, ttft, flow
+
+
+def _evaluate_pd(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
+    pre, dec = plan.role("prefill"), plan.role("decode")
+    wl = ctx.workload
+    if dec.afd is None:
+        d_step = decode_step(ctx, dec.pool, dec.shape, dec.batch_per_gpu)
+    else:
+        d_step = afd_step(ctx, dec.pool, dec.shape, dec.afd, dec.batch_per_gpu)
+    tpot = d_step.total
+    p_step = prefill_time(ctx, pre.pool, pre.shape, pre.batch, pre.chunk_tokens)
+    service = p_step.total
+    servers = pre.replicas * pre.shape.attn_dp
+    prefill_cap = servers * pre.batch / service
+    seqs = dec.batch_per_gpu * dec.shape.attention_gpus
+    flow = balance(
+        prefill_cap,
+        decode_capacity(dec.replicas, seqs, wl.osl, tpot),
+        wl.osl,
+        tpot,
+        pre.gpus + dec.gpus,
+    )
+    rate = flow.arrival_rate
+    formation = (pre.batch - 1) / (2 * rate) if rate > 0 else 0.0
+    wait = formation + ttft_queueing(rate / pre.batch, service, servers)
+    kv = kv_transfer(ctx, pre, dec)
+    ttft = Ttft(wait, service, kv.seconds, kv.source)
+    roles = (
+        RoleResult("prefill", p_step, _prefill_memory(ctx, pre)),
+        RoleResult("decode", d_step, _decode_memory(ctx, dec)),
+    )
+    return roles, tpot, ttft, flow
+
+
+def evaluate_context(ctx: PerfContext, plan: Plan) -> Evaluation:
+    """Evaluate ``plan`` in a built context (the optimiser reuses one context for many plans)."""
+    roles, tpot, ttft, flow = (_evaluate_agg if plan.mode == "agg" else _evaluate_pd)(ctx, plan)
+    flags = _latency_flags(ctx, tpot, ttft, flow) + _memory_flags(roles)
+    notes = [n for r in roles for n in r.step.notes]
+    notes += _extrapolation_notes(roles)
+    if not math.isfinite(ttft.total):
+        notes.append("TTFT is infinite: the prefill queue is saturated")
+    return Evaluation(
+        plan.mode,
+        ctx.workload,
+        roles,
+        tpot,
+        ttft,
+        flow,
+        sum(r.gpus for r in plan.roles),
+        tuple(flags),
+        tuple(dict.fromkeys(notes)),
+    )
+
+
+def evaluate_plan(
+    plan: Plan,
+    instance: Instance,
+    workload: Workload | None = None,
+    *,
+    surrogate: str = "measured",
+    pipeline: str = "pipelined",
+    ctx: PerfContext | None = None,
+) -> Evaluation:
+    """Evaluate a plan on an instance for a workload (default: the instance's first)."""
+    if ctx is None:
+        ctx = build_context(
+            instance, workload or instance.workloads[0], surrogate=surrogate, pipeline=pipeline
+        )
+    return evaluate_context(ctx, plan)
+
+
+evaluate = evaluate_plan
+"""The contract name: ``aicpp_opt.perf.evaluate(plan, instance, workload)``."""

@@ -1,0 +1,320 @@
+"""Plans: the serving mode and, per worker role, pool, GPUs, placement, parallel shape and batch.
+
+Validated against the instance (pools, GPU budget, NVLink domains) and the model's expert count
+so that the evaluator only ever sees plans that can be deployed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aicpp_opt.errors import InputError
+from aicpp_opt.spec.instance import Instance, read_json
+from aicpp_opt.spec.workload import integer, only_keys, req, text
+
+PLAN_MODES = ("agg", "pd", "afd+pd")
+ROLES = ("agg", "prefill", "decode")
+DISPATCH = ("all_to_all", "direct", "allgather_reducescatter")
+MODE_ROLES = {"agg": {"agg"}, "pd": {"prefill", "decode"}, "afd+pd": {"prefill", "decode"}}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Attention TP x DP and MoE TP x EP; for a plain instance both products are its GPUs."""
+
+    attn_tp: int = 1
+    attn_dp: int = 1
+    moe_tp: int = 1
+    moe_ep: int = 1
+
+    @property
+    def attention_gpus(self) -> int:
+        return self.attn_tp * self.attn_dp
+
+    @property
+    def moe_gpus(self) -> int:
+        return self.moe_tp * self.moe_ep
+
+
+@dataclass(frozen=True)
+class Placement:
+    pool: str
+    domain: int
+    gpus: int
+
+
+@dataclass(frozen=True)
+class PairGroup:
+    """Attention GPUs (indices 0..M-1) that send their tokens to these FFN GPUs (0..N-1)."""
+
+    attention: tuple[int, ...]
+    ffn: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Afd:
+    """Attention-FFN disaggregation of a decode unit: M attention GPUs, N FFN GPUs, K
+    micro-batches, the M x N pairing and the per-layer dispatch strategy."""
+
+    attention_gpus: int
+    ffn_gpus: int
+    ffn_pool: str
+    micro_batches: int
+    dispatch: str
+    pairing: tuple[PairGroup, ...]
+
+
+@dataclass(frozen=True)
+class Role:
+    """One worker role. ``batch_per_gpu``: decode sequences per (attention) GPU; ``batch`` and
+    ``chunk_tokens``: prefill requests per forward and token budget per forward (agg: per
+    iteration per attention-DP rank)."""
+
+    role: str
+    pool: str
+    replicas: int
+    placement: tuple[Placement, ...]
+    shape: Shape
+    batch_per_gpu: int = 0
+    batch: int = 1
+    chunk_tokens: int = 0
+    afd: Afd | None = None
+
+    @property
+    def gpus_per_replica(self) -> int:
+        if self.afd is not None:
+            return self.afd.attention_gpus + self.afd.ffn_gpus
+        return self.shape.attention_gpus
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpus_per_replica
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    roles: tuple[Role, ...]
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.role == name), None)
+
+
+def _shape(data: Any, where: str, num_experts: int | None) -> Shape:
+    only_keys(
+        data if isinstance(data, dict) else {}, {"attn_tp", "attn_dp", "moe_tp", "moe_ep"}, where
+    )
+    if not isinstance(data, dict):
+        raise InputError(where, "must be an object with attn_tp, attn_dp, moe_tp, moe_ep")
+    shape = Shape(
+        **{
+            k: integer(data.get(k, 1), f"{where}.{k}")
+            for k in ("attn_tp", "attn_dp", "moe_tp", "moe_ep")
+        }
+    )
+    if num_experts is not None and num_experts % shape.moe_ep:
+        raise InputError(
+            f"{where}.moe_ep", f"EP {shape.moe_ep} must divide the model's {num_experts} experts"
+        )
+    return shape
+
+
+def _indices(value: Any, field: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise InputError(field, "must be a non-empty list of GPU indices")
+    return tuple(integer(v, f"{field}[{i}]", lo=0) for i, v in enumerate(value))
+
+
+def _afd(data: Any, where: str, role_pool: str, instance: Instance, shape: Shape) -> Afd:
+    only_keys(
+        data if isinstance(data, dict) else {},
+        {"attention_gpus", "ffn_gpus", "ffn_pool", "micro_batches", "dispatch", "pairing"},
+        where,
+    )
+    m = integer(req(data, "attention_gpus", where), f"{where}.attention_gpus")
+    n = integer(req(data, "ffn_gpus", where), f"{where}.ffn_gpus")
+    ffn_pool = instance.pool(
+        text(data.get("ffn_pool", role_pool), f"{where}.ffn_pool"), f"{where}.ffn_pool"
+    ).name
+    if shape.attention_gpus != m:
+        raise InputError(
+            f"{where}.attention_gpus", f"{m} must equal attn_tp x attn_dp = {shape.attention_gpus}"
+        )
+    if n % shape.moe_gpus:
+        raise InputError(
+            f"{where}.ffn_gpus",
+            f"{n} must be a multiple of moe_tp x moe_ep = {shape.moe_gpus} "
+            "(each FFN set holds one copy of the experts)",
+        )
+    raw = req(data, "pairing", where)
+    if not isinstance(raw, list) or not raw:
+        raise InputError(
+            f"{where}.pairing", "must be a non-empty list of {attention: [...], ffn: [...]}"
+        )
+    groups = tuple(
+        PairGroup(
+            _indices(
+                req(g, "attention", f"{where}.pairing[{i}]"), f"{where}.pairing[{i}].attention"
+            ),
+            _indices(req(g, "ffn", f"{where}.pairing[{i}]"), f"{where}.pairing[{i}].ffn"),
+        )
+        for i, g in enumerate(raw)
+    )
+    attn = sorted(a for g in groups for a in g.attention)
+    if attn != list(range(m)):
+        raise InputError(
+            f"{where}.pairing", f"attention indices must cover 0..{m - 1} exactly once, got {attn}"
+        )
+    ffn = sorted({f for g in groups for f in g.ffn})
+    if ffn != list(range(n)):
+        raise InputError(f"{where}.pairing", f"FFN indices must cover 0..{n - 1}, got {ffn}")
+    sets = {frozenset(g.ffn) for g in groups}
+    for s in sets:
+        if len(s) != shape.moe_gpus or any(s & o for o in sets if o != s):
+            raise InputError(
+                f"{where}.pairing",
+                f"each group's FFN set must hold moe_tp x moe_ep = "
+                f"{shape.moe_gpus} GPUs, and sets must be equal or disjoint; got {sorted(s)}",
+            )
+    return Afd(
+        attention_gpus=m,
+        ffn_gpus=n,
+        ffn_pool=ffn_pool,
+        micro_batches=integer(data.get("micro_batches", 1), f"{where}.micro_batches"),
+        dispatch=text(data.get("dispatch", "all_to_all"), f"{where}.dispatch", DISPATCH),
+        pairing=groups,
+    )
+
+
+def _placement(data: Any, where: str, instance: Instance) -> tuple[Placement, ...]:
+    if not isinstance(data, list) or not data:
+        raise InputError(where, 'must be a non-empty list of {"pool", "domain", "gpus"}')
+    out = []
+    for i, p in enumerate(data):
+        f = f"{where}[{i}]"
+        pool = instance.pool(text(req(p, "pool", f), f"{f}.pool"), f"{f}.pool")
+        domain = integer(req(p, "domain", f), f"{f}.domain", lo=0)
+        if domain >= pool.num_domains:
+            raise InputError(
+                f"{f}.domain", f"pool {pool.name} has domains 0..{pool.num_domains - 1}"
+            )
+        out.append(Placement(pool.name, domain, integer(req(p, "gpus", f), f"{f}.gpus")))
+    return tuple(out)
+
+
+def _role(data: Any, where: str, instance: Instance, num_experts: int | None) -> Role:
+    only_keys(
+        data if isinstance(data, dict) else {},
+        {
+            "role",
+            "pool",
+            "replicas",
+            "placement",
+            "shape",
+            "batch_per_gpu",
+            "batch",
+            "chunk_tokens",
+            "afd",
+        },
+        where,
+    )
+    kind = text(req(data, "role", where), f"{where}.role", ROLES)
+    pool = instance.pool(text(req(data, "pool", where), f"{where}.pool"), f"{where}.pool").name
+    shape = _shape(req(data, "shape", where), f"{where}.shape", num_experts)
+    afd = None
+    if "afd" in data:
+        if kind != "decode":
+            raise InputError(
+                f"{where}.afd", "only a decode role can be attention-FFN disaggregated"
+            )
+        afd = _afd(data["afd"], f"{where}.afd", pool, instance, shape)
+    elif shape.attention_gpus != shape.moe_gpus:
+        raise InputError(
+            f"{where}.shape",
+            f"attn_tp x attn_dp ({shape.attention_gpus}) must equal "
+            f"moe_tp x moe_ep ({shape.moe_gpus}) without an afd block",
+        )
+    role = Role(
+        role=kind,
+        pool=pool,
+        replicas=integer(data.get("replicas", 1), f"{where}.replicas"),
+        placement=_placement(req(data, "placement", where), f"{where}.placement", instance),
+        shape=shape,
+        batch_per_gpu=integer(
+            data.get("batch_per_gpu", 0 if kind == "prefill" else 1),
+            f"{where}.batch_per_gpu",
+            lo=0 if kind == "prefill" else 1,
+        ),
+        batch=integer(data.get("batch", 1), f"{where}.batch"),
+        chunk_tokens=integer(
+            data.get("chunk_tokens", 0 if kind == "decode" else 1),
+            f"{where}.chunk_tokens",
+            lo=0 if kind == "decode" else 1,
+        ),
+        afd=afd,
+    )
+    placed = sum(p.gpus for p in role.placement)
+    if placed != role.gpus:
+        raise InputError(
+            f"{where}.placement",
+            f"places {placed} GPUs but the role needs {role.gpus} "
+            f"({role.replicas} replicas x {role.gpus_per_replica})",
+        )
+    return role
+
+
+def _check_budget(roles: tuple[Role, ...], instance: Instance) -> None:
+    """GPUs per pool within the pool, GPUs per NVLink domain within the domain."""
+    per_pool: dict[str, int] = defaultdict(int)
+    per_domain: dict[tuple[str, int], int] = defaultdict(int)
+    for role in roles:
+        for p in role.placement:
+            per_pool[p.pool] += p.gpus
+            per_domain[(p.pool, p.domain)] += p.gpus
+    for name, used in per_pool.items():
+        pool = instance.pool(name)
+        if used > pool.gpus:
+            raise InputError(
+                "roles", f"the plan uses {used} GPUs of pool {name}, which has {pool.gpus}"
+            )
+    for (name, dom), used in per_domain.items():
+        size = instance.pool(name).domain_size
+        if used > size:
+            raise InputError(
+                "roles",
+                f"domain {dom} of pool {name} holds {size} GPUs, the plan puts {used} there",
+            )
+
+
+def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) -> Plan:
+    """Validate a decoded plan against the instance (and the expert count when given)."""
+    if not isinstance(data, dict):
+        raise InputError("plan", "must be a JSON object")
+    only_keys(data, {"mode", "roles", "name", "description"}, "plan")
+    mode = req(data, "mode", "plan")
+    if mode == "afd":
+        raise InputError("mode", "AFD is modelled on decode with P/D prefill: use mode 'afd+pd'")
+    mode = text(mode, "mode", PLAN_MODES)
+    raw = req(data, "roles", "plan")
+    if not isinstance(raw, list) or not raw:
+        raise InputError("roles", "must be a non-empty list of roles")
+    roles = tuple(_role(r, f"roles[{i}]", instance, num_experts) for i, r in enumerate(raw))
+    kinds = [r.role for r in roles]
+    if set(kinds) != MODE_ROLES[mode] or len(set(kinds)) != len(kinds):
+        raise InputError(
+            "roles",
+            f"mode {mode} needs exactly one of each role {sorted(MODE_ROLES[mode])}, got {kinds}",
+        )
+    has_afd = any(r.afd is not None for r in roles)
+    if has_afd != (mode == "afd+pd"):
+        raise InputError(
+            "mode", "an afd block belongs to mode 'afd+pd' and that mode needs one on decode"
+        )
+    _check_budget(roles, instance)
+    return Plan(mode=mode, roles=roles)
+
+
+def load_plan(path: str | Path, instance: Instance, num_experts: int | None = None) -> Plan:
+    return parse_plan(read_json(path, "plan"), instance, num_experts)

@@ -1,0 +1,412 @@
+"""What each cost-table op is made of: which aiconfigurator-core parquet file feeds it, how its
+columns map onto the contract's axes and units, what the measured kernel covers, and which
+rows are kept (the shipped models' shapes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from calibrate.needs import Needs
+
+NCCL_DTYPE_BYTES = {"half": 2, "int8": 1}
+DEEPEP_NORMAL_SMS = 20
+"""DeepEP's default `Buffer.num_sms`: the normal-mode kernels run on this many SMs unless a
+deployment tunes it, so the table keeps the rows measured at it."""
+
+Extract = Callable[[list[pd.DataFrame], Needs], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class OpSource:
+    """One op: where its measurements live and how they become contract rows."""
+
+    op: str
+    family: str
+    files: tuple[str, ...]
+    load_axis: str
+    axes: tuple[str, ...]
+    extract: Extract
+    covers: str
+    frameworks: tuple[tuple[str, str], ...]
+    """(framework folder, why) in order of preference; the first with rows wins."""
+    filter: str
+    defaults: tuple[tuple[str, object], ...] = ()
+    """Axis values a query may omit (extensions of the contract's axes)."""
+
+
+def _out(df: pd.DataFrame, columns: dict[str, str], latency: pd.Series) -> pd.DataFrame:
+    out = pd.DataFrame({new: df[old].to_numpy() for new, old in columns.items()})
+    out["latency_ms"] = latency.to_numpy(dtype=float)
+    return out
+
+
+def gemm(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    (df,) = dfs
+    cols = {"m": "m", "n": "n", "k": "k", "dtype": "gemm_dtype"}
+    return _out(df, cols, df["latency"])
+
+
+ARCH_KIND = {"DeepseekV32ForCausalLM": "dsa", "DeepseekV3ForCausalLM": "mla"}
+
+
+def _module(df: pd.DataFrame, needs: Needs, arch: str, op_name: str) -> pd.DataFrame:
+    dtypes = needs.attention_dtypes(ARCH_KIND[arch])
+    keep = (df["architecture"] == arch) & (df["op_name"] == op_name)
+    return df[keep & df["gemm_type"].isin(dtypes)]
+
+
+def _module_generation(arch: str, op_name: str) -> Extract:
+    def extract(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+        df = _module(dfs[0], needs, arch, op_name)
+        cols = {"batch": "batch_size", "num_heads": "num_heads", "kv_dtype": "kv_cache_dtype"}
+        cols |= {"context": "step", "gemm_dtype": "gemm_type"}
+        return _out(df, cols, df["latency"])
+
+    return extract
+
+
+def _module_context(arch: str, op_name: str) -> Extract:
+    def extract(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+        df = _module(dfs[0], needs, arch, op_name)
+        df = df[df["step"] == 0]
+        cols = {"isl": "isl", "num_heads": "num_heads", "kv_dtype": "kv_cache_dtype"}
+        cols |= {"batch": "batch_size", "gemm_dtype": "gemm_type"}
+        return _out(df, cols, df["latency"])
+
+    return extract
+
+
+def _gqa_rows(df: pd.DataFrame, needs: Needs) -> pd.DataFrame:
+    shapes = needs.gqa_shapes_per_gpu()
+    key = list(zip(df["num_heads"], df["num_key_value_heads"], df["head_dim"], strict=True))
+    keep = pd.Series([k in shapes for k in key], index=df.index)
+    return df[keep & df["window_size"].isin(needs.gqa_windows())]
+
+
+def attention_generation(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    df = _gqa_rows(dfs[0], needs)
+    df = df.assign(context=df["isl"] + df["step"])
+    cols = {"batch": "batch_size", "num_heads": "num_heads", "num_kv_heads": "num_key_value_heads"}
+    cols |= {"head_dim": "head_dim", "kv_dtype": "kv_cache_dtype", "context": "context"}
+    cols |= {"window": "window_size"}
+    return _out(df, cols, df["latency"])
+
+
+def attention_context(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    df = _gqa_rows(dfs[0], needs)
+    df = df[(df["step"] == 0) & (df["attn_dtype"] == "bfloat16")]
+    cols = {"isl": "isl", "num_heads": "num_heads", "num_kv_heads": "num_key_value_heads"}
+    cols |= {"head_dim": "head_dim", "kv_dtype": "kv_cache_dtype", "batch": "batch_size"}
+    cols |= {"window": "window_size"}
+    return _out(df, cols, df["latency"])
+
+
+def moe(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    (df,) = dfs
+    cols = {"tokens": "num_tokens", "hidden": "hidden_size", "inter": "inter_size"}
+    cols |= {"topk": "topk", "num_experts": "num_experts", "tp": "moe_tp_size"}
+    cols |= {"ep": "moe_ep_size", "distribution": "distribution", "dtype": "moe_dtype"}
+    out = _out(df, cols, df["latency"])
+    shapes = needs.moe_shapes()
+    key = zip(out["hidden"], out["inter"], out["topk"], out["num_experts"], strict=True)
+    return out[[k in shapes for k in key]]
+
+
+def _nccl(op_name: str) -> Extract:
+    def extract(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+        (df,) = dfs
+        df = df[(df["op_name"] == op_name) & (df["nccl_dtype"] == "half")]
+        df = df.assign(bytes=df["message_size"] * NCCL_DTYPE_BYTES["half"])
+        return _out(df, {"bytes": "bytes", "num_gpus": "num_gpus"}, df["latency"])
+
+    return extract
+
+
+def custom_all_reduce(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    (df,) = dfs
+    df = df[df["allreduce_dtype"] == "bfloat16"]
+    if "backend" in df.columns and df["backend"].str.endswith("graph").any():
+        df = df[df["backend"].str.endswith("graph")]
+    df = df.assign(bytes=df["message_size"] * 2)
+    return _out(df, {"bytes": "bytes", "num_gpus": "num_gpus"}, df["latency"])
+
+
+def _deepep(phase: str) -> Extract:
+    def extract(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+        ll, normal = dfs
+        normal = normal[
+            (normal["dispatch_sms"] == DEEPEP_NORMAL_SMS)
+            & (normal["combine_sms"] == DEEPEP_NORMAL_SMS)
+        ]
+        parts = []
+        for df, mode, col in (
+            (ll, "low_latency", f"{phase}_avg_t_us"),
+            (normal, "normal", f"{phase}_transmit_us"),
+        ):
+            df = df.assign(ep=df["node_num"] * needs.gpus_per_node, mode=mode)
+            cols = {"tokens": "num_token", "hidden": "hidden_size", "topk": "num_topk"}
+            cols |= {"num_experts": "num_experts", "ep": "ep", "mode": "mode"}
+            parts.append(_out(df, cols, df[col] / 1000.0))
+        out = pd.concat(parts, ignore_index=True)
+        shapes = {(h, k, e) for h, _, k, e in needs.moe_shapes()}
+        key = zip(out["hidden"], out["topk"], out["num_experts"], strict=True)
+        return out[[k in shapes for k in key]]
+
+    return extract
+
+
+_GEMM_COVERS = (
+    "One dense GEMM C[m,n] = A[m,k] @ W[k,n] on one GPU (activation quantization included for "
+    "fp8 dtypes; fp8_block = DeepGEMM/CUTLASS 1x128 activation, 128x128 weight block scales). "
+    "m = tokens on this GPU; n, k as seen by this GPU (divide by TP yourself)."
+)
+_MLA_GEN_COVERS = (
+    "Whole MLA attention block of one decode step on one GPU, {arch} dims (hidden 7168, q_lora "
+    "1536, kv_lora 512, nope 128, rope 64, v 128): q_a/q_b/kv_a projections, kv_b absorption "
+    "BMMs, {kernel}, o_proj, at `num_heads` heads per GPU (heads / attention TP). Excludes "
+    "norms, residual adds and TP collectives. batch = sequences; context = tokens already "
+    "in the KV cache per sequence (the table's `step`). gemm_dtype = projection weight dtype."
+)
+_MLA_CTX_COVERS = (
+    "Whole MLA attention block of one prefill on one GPU, {arch} dims: q/kv projections, "
+    "{kernel}, o_proj, at `num_heads` heads per GPU. isl = new tokens per sequence, batch = "
+    "sequences, no cached prefix (step 0 rows only). Excludes norms and TP collectives."
+)
+_GQA_COVERS = (
+    "The attention kernel only ({phase}) on one GPU: no QKV/O projections (use `gemm`), no "
+    "RoPE/norms. num_heads / num_kv_heads are per GPU (after TP). {load}. window = sliding "
+    "window length in tokens, 0 for full attention (gpt-oss sliding layers use window 128)."
+)
+_MOE_COVERS = (
+    "Routed-expert compute of one MoE layer on one GPU (grouped GEMMs up/gate + activation + "
+    "down, with token permute/unpermute and top-k weighting) for the num_experts/ep experts "
+    "this GPU holds, at moe TP `tp` (inter split tp ways). Excludes the router GEMM, the "
+    "shared expert (use `gemm`) and all communication (use moe_dispatch/moe_combine or "
+    "NCCL). tokens = tokens entering the layer across the whole EP group before dispatch "
+    "(per-rank tokens x attention DP), routed top-k over all num_experts with the given "
+    "distribution (balanced, or power-law skew 1.01 / 1.2); the latency is the GPU that "
+    "processes its share of them."
+)
+_NCCL_COVERS = (
+    "NCCL {name} over num_gpus GPUs in one NVLink domain (nccl-tests style, fp16 elements). "
+    "bytes = total message bytes (the full buffer: all_gather output, reduce_scatter input, "
+    "all_reduce buffer, alltoall buffer per rank), converted from the table's element count "
+    "x 2 bytes."
+)
+_DEEPEP_COVERS = (
+    "DeepEP {phase} (SGLang wide-EP) inside one node of ep GPUs: low_latency = the LL kernel "
+    "(fp8 dispatch, bf16 combine, CUDA-graph friendly); normal = the high-throughput kernel at "
+    "the default 20 SMs (transmit time, notify excluded as measured 0). tokens = tokens per "
+    "rank before dispatch; topk and num_experts as routed."
+)
+
+_ATTN_PREF = (
+    (
+        "vllm",
+        "module tables cover num_heads 1..128 per GPU (attention TP up to 128 or DP) and "
+        "both kv-cache dtypes (bfloat16, fp8) with fp8_block projections",
+    ),
+    ("trtllm", "module tables with heads 1..128 (bfloat16 KV only for DSA)"),
+    ("sglang", "module tables with heads 16..128 only"),
+)
+
+SOURCES: tuple[OpSource, ...] = (
+    OpSource(
+        "gemm",
+        "gemm",
+        ("gemm_perf.parquet",),
+        "m",
+        ("n", "k", "dtype"),
+        gemm,
+        _GEMM_COVERS,
+        (
+            (
+                "trtllm",
+                "full n,k grid, one kernel path per dtype, and the lowest held-out error "
+                "on h200_sxm (1.8% median vs 3.4% vLLM, 7.5% SGLang DeepGEMM whose m/m+1 tile "
+                "edges differ by 14% median)",
+            ),
+            ("sglang", "full n,k grid; one kernel per dtype (DeepGEMM for fp8_block)"),
+            ("vllm", "full n,k grid; kernel chosen by vLLM per shape"),
+        ),
+        "all rows (every n, k, dtype)",
+    ),
+    OpSource(
+        "dsa_generation",
+        "sparse_attention",
+        ("dsa_generation_module_perf.parquet",),
+        "batch",
+        ("num_heads", "kv_dtype", "context", "gemm_dtype"),
+        _module_generation("DeepseekV32ForCausalLM", "dsa_generation_module"),
+        _MLA_GEN_COVERS.format(
+            arch="DeepSeek-V3.2",
+            kernel="the lightning indexer (wq_b, wk, weights_proj, fp8 "
+            "MQA logits, top-2048 selection) and FlashMLA sparse attention over the selected "
+            "2048 tokens",
+        ),
+        _ATTN_PREF,
+        "architecture DeepseekV32ForCausalLM, op dsa_generation_module (indexer included), "
+        "gemm_type in the shipped DSA models' weight dtypes",
+        (("gemm_dtype", "fp8_block"),),
+    ),
+    OpSource(
+        "dsa_context",
+        "sparse_attention",
+        ("dsa_context_module_perf.parquet",),
+        "isl",
+        ("num_heads", "kv_dtype", "batch", "gemm_dtype"),
+        _module_context("DeepseekV32ForCausalLM", "dsa_context_module"),
+        _MLA_CTX_COVERS.format(
+            arch="DeepSeek-V3.2", kernel="the lightning indexer and sparse (top-2048) attention"
+        ),
+        _ATTN_PREF,
+        "architecture DeepseekV32ForCausalLM, op dsa_context_module, step 0",
+        (("gemm_dtype", "fp8_block"),),
+    ),
+    OpSource(
+        "mla_generation",
+        "mla",
+        ("mla_generation_module_perf.parquet",),
+        "batch",
+        ("num_heads", "kv_dtype", "context", "gemm_dtype"),
+        _module_generation("DeepseekV3ForCausalLM", "mla_generation_module"),
+        _MLA_GEN_COVERS.format(
+            arch="DeepSeek-V3/R1 (Kimi-K2 shares the dims)",
+            kernel="dense MLA decode attention (FlashMLA)",
+        ),
+        _ATTN_PREF[:2],
+        "architecture DeepseekV3ForCausalLM, op mla_generation_module",
+        (("gemm_dtype", "fp8_block"),),
+    ),
+    OpSource(
+        "mla_context",
+        "mla",
+        ("mla_context_module_perf.parquet",),
+        "isl",
+        ("num_heads", "kv_dtype", "batch", "gemm_dtype"),
+        _module_context("DeepseekV3ForCausalLM", "mla_context_module"),
+        _MLA_CTX_COVERS.format(
+            arch="DeepSeek-V3/R1 (Kimi-K2 shares the dims)",
+            kernel="dense causal MLA prefill attention",
+        ),
+        _ATTN_PREF[:2],
+        "architecture DeepseekV3ForCausalLM, op mla_context_module, step 0",
+        (("gemm_dtype", "fp8_block"),),
+    ),
+    OpSource(
+        "attention_generation",
+        "attention",
+        ("generation_attention_perf.parquet",),
+        "batch",
+        ("num_heads", "num_kv_heads", "head_dim", "kv_dtype", "context", "window"),
+        attention_generation,
+        _GQA_COVERS.format(
+            phase="decode, one new token per sequence",
+            load="batch = sequences; context = KV length (table isl + step)",
+        ),
+        (
+            (
+                "trtllm",
+                "kv heads up to 64 per GPU, head_dim 64/128, windows 0/128/8192, both KV dtypes",
+            ),
+            ("sglang", "kv heads up to 64 per GPU, both KV dtypes"),
+            ("vllm", "kv heads only 1..8 per GPU"),
+        ),
+        "(heads, kv heads, head_dim) per GPU of the shipped GQA models at TP 1..64; windows 0 "
+        "and the models' sliding windows",
+        (("window", 0),),
+    ),
+    OpSource(
+        "attention_context",
+        "attention",
+        ("context_attention_perf.parquet",),
+        "isl",
+        ("num_heads", "num_kv_heads", "head_dim", "kv_dtype", "batch", "window"),
+        attention_context,
+        _GQA_COVERS.format(
+            phase="prefill, causal, no cached prefix",
+            load="isl = new tokens per sequence; batch = sequences",
+        ),
+        (
+            ("trtllm", "kv heads up to 64 per GPU, both KV dtypes"),
+            ("sglang", "kv heads up to 96 per GPU, both KV dtypes"),
+            ("vllm", "kv heads only 1..8 per GPU"),
+        ),
+        "as attention_generation; bfloat16 attention math, step 0",
+        (("window", 0),),
+    ),
+    OpSource(
+        "moe",
+        "moe",
+        ("moe_perf.parquet",),
+        "tokens",
+        ("hidden", "inter", "topk", "num_experts", "tp", "ep", "distribution", "dtype"),
+        moe,
+        _MOE_COVERS,
+        (
+            (
+                "sglang",
+                "one fused kernel family for every dtype and the full TP x EP grid "
+                "(TP 1..16, EP 1..256), three routing distributions",
+            ),
+            ("vllm", "EP>1 only at TP 1"),
+            ("trtllm", "few shapes in the newest version"),
+        ),
+        "(hidden, inter, topk, num_experts) of the shipped models; every dtype, TP, EP and "
+        "distribution measured",
+    ),
+    *(
+        OpSource(
+            name,
+            "comm",
+            ("nccl_perf.parquet",),
+            "bytes",
+            ("num_gpus",),
+            _nccl(name),
+            _NCCL_COVERS.format(name=name),
+            (("nccl", "the NCCL tables"),),
+            f"op_name {name}, nccl_dtype half",
+        )
+        for name in ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
+    ),
+    OpSource(
+        "custom_all_reduce",
+        "comm",
+        ("custom_allreduce_perf.parquet",),
+        "bytes",
+        ("num_gpus",),
+        custom_all_reduce,
+        "One-shot/two-shot custom all-reduce inside one NVLink domain (bf16), CUDA-graph mode "
+        "where the table has both; bytes = buffer bytes (table elements x 2).",
+        (
+            (
+                "trtllm",
+                "TRT-LLM custom all-reduce: same 2/4/8-GPU coverage as SGLang and vLLM, "
+                "lowest held-out error on h200_sxm",
+            ),
+            ("sglang", "SGLang custom all-reduce, CUDA-graph rows"),
+            ("vllm", "vLLM custom all-reduce"),
+        ),
+        "allreduce_dtype bfloat16; backend *_graph when present",
+    ),
+    *(
+        OpSource(
+            f"moe_{phase}",
+            "comm",
+            ("wideep_deepep_ll_perf.parquet", "wideep_deepep_normal_perf.parquet"),
+            "tokens",
+            ("hidden", "topk", "num_experts", "ep", "mode"),
+            _deepep(phase),
+            _DEEPEP_COVERS.format(phase=phase),
+            (("sglang", "the only DeepEP low-latency + normal tables"),),
+            f"{phase} columns; normal mode at {DEEPEP_NORMAL_SMS} SMs; shipped models' "
+            "(hidden, topk, num_experts)",
+        )
+        for phase in ("dispatch", "combine")
+    ),
+)
+
+OPS: dict[str, OpSource] = {s.op: s for s in SOURCES}

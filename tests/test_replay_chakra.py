@@ -1,0 +1,82 @@
+"""Chakra ET traces and AstraSim inputs: decode the emitted files and check their structure."""
+
+import json
+
+import pytest
+
+from aicpp_opt.replay.astra import write_inputs
+from aicpp_opt.replay.chakra import COMM_TYPE_OF, NODE_TYPES, read_trace, write_traces
+from aicpp_opt.replay.expand import AfdDecode, decode_graph
+from aicpp_opt.replay.graph import Graph
+from aicpp_opt.replay.topology import Dim, Topology
+
+
+def small_graph() -> Graph:
+    g = Graph()
+    a = g.compute(0, 12e-6, "attn", "attention")
+    t = g.transfer(0, 1, 4096, "a2f", "a2f", (a,))
+    f = g.compute(1, 30e-6, "ffn", "ffn", (t,))
+    g.collective("all_reduce", (1, 2), 1 << 20, "ring", "tp", "tp", (f,))
+    g.compute(0, 5e-6, "attn2", "attention", (a,))
+    return g
+
+
+def attr(node, name):
+    return next(getattr(a, a.WhichOneof("value")) for a in node.attr if a.name == name)
+
+
+def test_traces_decode_into_metadata_then_nodes(tmp_path):
+    paths = write_traces(small_graph(), 3, tmp_path / "decode")
+    assert [p.name for p in paths] == ["decode.0.et", "decode.1.et", "decode.2.et"]
+    meta, nodes0 = read_trace(paths[0])
+    assert meta.version
+    types0 = [NODE_TYPES[n.type] for n in nodes0]
+    assert types0 == ["COMP_NODE", "COMM_SEND_NODE", "COMP_NODE"]
+    assert nodes0[0].duration_micros == 12
+    assert list(nodes0[2].ctrl_deps) == [nodes0[0].id]  # GPU runs compute one at a time
+    send = nodes0[1]
+    assert (attr(send, "comm_src"), attr(send, "comm_dst"), attr(send, "comm_size")) == (0, 1, 4096)
+    _, nodes1 = read_trace(paths[1])
+    assert [NODE_TYPES[n.type] for n in nodes1] == ["COMM_RECV_NODE", "COMP_NODE", "COMM_COLL_NODE"]
+    recv, comp, coll = nodes1
+    assert attr(recv, "comm_tag") == attr(send, "comm_tag")
+    assert list(comp.data_deps) == [recv.id]
+    assert attr(coll, "comm_type") == COMM_TYPE_OF["all_reduce"]
+    assert attr(coll, "comm_size") == 1 << 20
+    _, nodes2 = read_trace(paths[2])
+    assert [NODE_TYPES[n.type] for n in nodes2] == ["COMM_COLL_NODE"]
+    assert list(nodes2[0].data_deps) == []  # its dependency lives on rank 1
+
+
+def test_every_send_has_a_matching_recv(tmp_path):
+    att, ffn = (0, 1, 2, 3), (4, 5)
+    spec = AfdDecode(att, ffn, ((att, ffn),), 2, 1, 2, 1e-4, 2e-4, 1e4, 2e4, "direct", 1e-4)
+    paths = write_traces(decode_graph(spec), 6, tmp_path / "d")
+    seen: dict[str, set] = {"COMM_SEND_NODE": set(), "COMM_RECV_NODE": set()}
+    for p in paths:
+        for n in read_trace(p)[1]:
+            if NODE_TYPES[n.type] in seen:
+                key = (attr(n, "comm_src"), attr(n, "comm_dst"), attr(n, "comm_tag"))
+                seen[NODE_TYPES[n.type]].add(key)
+    sends, recvs = seen.values()
+    assert sends == recvs and len(sends) == 2 * 2 * 2 * len(att) * len(ffn)
+
+
+def test_astra_configs_describe_the_topology(tmp_path):
+    topo = Topology((Dim("switch", 2, 450e9, 250e-9), Dim("ring", 2, 50e9, 2e-6)))
+    files = write_inputs(small_graph(), topo, tmp_path, local_mem_bw=4.8e12)
+    net = files["network"].read_text()
+    assert "topology: [ Switch, Ring ]" in net
+    assert "npus_count: [ 2, 2 ]" in net and "bandwidth: [ 450, 50 ]" in net
+    system = json.loads(files["system"].read_text())
+    assert system["all-reduce-implementation"] == ["ring", "ring"]
+    assert json.loads(files["comm_group"].read_text()) == {"1": [1, 2]}
+    assert json.loads(files["memory"].read_text())["memory-type"] == "NO_MEMORY_EXPANSION"
+    assert len(list(tmp_path.glob("decode.*.et"))) == 4
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 1 << 35])
+def test_varint_round_trip(value):
+    from aicpp_opt.replay.chakra import _read_varint, _varint
+
+    assert _read_varint(_varint(value) + b"\x01", 0) == (value, len(_varint(value)))

@@ -27,7 +27,9 @@ def unit(num_gpus: int, topo: Topology) -> ReplayInput:
     groups of 12 attention GPUs with 6 FFN GPUs."""
     att = tuple(g for g in range(num_gpus) if g % 3 != 2)
     ffn = tuple(g for g in range(num_gpus) if g % 3 == 2)
-    pairing = tuple((att[12 * i : 12 * i + 12], ffn[6 * i : 6 * i + 6]) for i in range(len(ffn) // 6))
+    pairing = tuple(
+        (att[12 * i : 12 * i + 12], ffn[6 * i : 6 * i + 6]) for i in range(len(ffn) // 6)
+    )
     edge = TOKENS_PER_MB * HIDDEN_BYTES * 8 / 6  # top-8 tokens spread over the group's 6 FFN GPUs
     spec = AfdDecode(att, ffn, pairing, 2, 3, 58, T_A, T_F, edge, 2 * edge, "direct", T_DENSE)
     return ReplayInput(topo, spec)
@@ -50,10 +52,12 @@ def main(runs: int = 3) -> int:
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         ok &= med <= target
-        print(f"{gpus:>5} GPUs: {len(result.graph.ops):>8} ops, {result.sim.rate_updates:>6} "
-              f"fair-share updates, step {result.tpot_s * 1e3:.3f} ms simulated; "
-              f"wall median {med:.2f} s over {len(times)} runs (target <= {target:g} s) "
-              f"{'OK' if med <= target else 'MISSED'}")
+        print(
+            f"{gpus:>5} GPUs: {len(result.graph.ops):>8} ops, {result.sim.rate_updates:>6} "
+            f"fair-share updates, step {result.tpot_s * 1e3:.3f} ms simulated; "
+            f"wall median {med:.2f} s over {len(times)} runs (target <= {target:g} s) "
+            f"{'OK' if med <= target else 'MISSED'}"
+        )
     return 0 if ok else 1
 
 

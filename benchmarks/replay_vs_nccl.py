@@ -26,18 +26,28 @@ TARGET = 0.25
 
 
 def main() -> int:
-    import yaml
     from importlib import resources
 
-    spec = yaml.safe_load((resources.files("aiconfigurator_core") / "systems" / f"{SYSTEM}.yaml").read_text())
+    import yaml
+
+    spec = yaml.safe_load(
+        (resources.files("aiconfigurator_core") / "systems" / f"{SYSTEM}.yaml").read_text()
+    )
     topo = Topology((Dim("switch", 8, float(spec["node"]["intra_node_bw"]), 250e-9),))
     measured = nccl_reference.load(SYSTEM)
     train = [m for m in measured if m[1] in (2, 4) and m[2] >= 1 << 20]
-    models = {"nominal": LinkModel(),
-              "calibrated": fit_link_model(topo, train, "2-4 GPU NCCL, >= 1 MiB")}
+    models = {
+        "nominal": LinkModel(),
+        "calibrated": fit_link_model(topo, train, "2-4 GPU NCCL, >= 1 MiB"),
+    }
     m = models["calibrated"]
-    print(f"calibrated link model: efficiency {m.efficiency:.3f}, overhead {m.overhead_s * 1e6:.2f} us")
-    test = [r for r in measured if r[1] == 8 and r[0] in ("all_reduce", "alltoall") and r[2] >= 1 << 20]
+    print(
+        f"calibrated link model: efficiency {m.efficiency:.3f}, "
+        f"overhead {m.overhead_s * 1e6:.2f} us"
+    )
+    test = [
+        r for r in measured if r[1] == 8 and r[0] in ("all_reduce", "alltoall") and r[2] >= 1 << 20
+    ]
     print(f"{'op':<12}{'bytes':>11}{'NCCL ms':>10}" + "".join(f"{k:>12}{'err':>8}" for k in models))
     errs = {k: [] for k in models}
     for op, n, nbytes, secs in test:

@@ -38,7 +38,10 @@ def test_missing_or_not_executable_binary_is_an_input_error(tmp_path, monkeypatc
 
 def test_successful_run_is_parsed(tmp_path):
     _, files = inputs(tmp_path)
-    out = run(fake(tmp_path, 'echo "sys[0] finished, 2500 cycles"; echo "sys[1] finished, 3000 cycles"'), files)
+    out = run(
+        fake(tmp_path, 'echo "sys[0] finished, 2500 cycles"; echo "sys[1] finished, 3000 cycles"'),
+        files,
+    )
     assert out.finish_s == {0: pytest.approx(2.5e-6), 1: pytest.approx(3e-6)}
 
 

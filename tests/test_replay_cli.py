@@ -27,8 +27,18 @@ def patched(monkeypatch):
 
 def test_replay_command_prints_roles_and_predicted_vs_replayed(patched, tmp_path):
     png = tmp_path / "t.png"
-    res = CliRunner().invoke(main, ["replay", "inst", "plan.json", "--timeline", str(png),
-                                    "--trace-dir", str(tmp_path / "tr")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "replay",
+            "inst",
+            "plan.json",
+            "--timeline",
+            str(png),
+            "--trace-dir",
+            str(tmp_path / "tr"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     for word in ("attention", "ffn", "TPOT ms", "TTFT ms", "throughput", "predicted", "replayed"):
         assert word in res.output
@@ -40,8 +50,10 @@ def test_bad_astra_path_exits_2_after_the_builtin_result(patched, tmp_path):
     script = tmp_path / "astra"
     script.write_text("#!/bin/sh\necho nonsense\n")
     script.chmod(0o755)
-    res = CliRunner().invoke(main, ["replay", "i", "p.json", "--astra-sim", str(script),
-                                    "--trace-dir", str(tmp_path / "tr")])
+    res = CliRunner().invoke(
+        main,
+        ["replay", "i", "p.json", "--astra-sim", str(script), "--trace-dir", str(tmp_path / "tr")],
+    )
     assert res.exit_code == 2
     assert "TPOT ms" in res.output and "--astra-sim" in res.output
     res = CliRunner().invoke(main, ["replay", "i", "p.json", "--astra-sim", str(tmp_path / "x")])
@@ -70,6 +82,7 @@ def test_closed_loop_is_bounded():
 
 
 def test_calibrate_comm_rejects_a_missing_instance():
-    res = CliRunner().invoke(click.Group(commands=[replay_cli.calibrate_comm]),
-                             ["comm", "/nope.json"])
+    res = CliRunner().invoke(
+        click.Group(commands=[replay_cli.calibrate_comm]), ["comm", "/nope.json"]
+    )
     assert res.exit_code != 0 and "instance" in str(res.exception or res.output)

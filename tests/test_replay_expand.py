@@ -36,7 +36,9 @@ def test_afd_graph_covers_every_layer_micro_batch_and_edge():
     edges = sum(len(a) * len(f) for a, f in spec.pairing)
     assert len(a2f) == len(f2a) == edges * 3 * 5
     assert len(computes) == 3 * (7 * 4 + 5 * 2)
-    assert {(o.layer, o.micro_batch) for o in a2f} == {(layer, m) for layer in range(2, 7) for m in range(3)}
+    assert {(o.layer, o.micro_batch) for o in a2f} == {
+        (layer, m) for layer in range(2, 7) for m in range(3)
+    }
 
 
 def test_next_attention_waits_for_its_own_combine():
@@ -86,16 +88,25 @@ def test_all_to_all_waits_for_the_whole_exchange_and_allgather_runs_collectives(
     assert sum(o.category == "a2f" for o in ops) == 4 * 2  # one home FFN GPU per A GPU and mb
     assert not any(o.kind == "collective" for o in ops)  # one FFN GPU per group: nothing to gather
     att, ffn2 = (0, 1), (2, 3)
-    spec = AfdDecode(att, ffn2, ((att, ffn2),), 1, 0, 1, 1e-5, 1e-5, 1e5, 1e5,
-                     "allgather_reducescatter")
+    spec = AfdDecode(
+        att, ffn2, ((att, ffn2),), 1, 0, 1, 1e-5, 1e-5, 1e5, 1e5, "allgather_reducescatter"
+    )
     kinds = [o.collective for o in decode_graph(spec).ops if o.kind == "collective"]
     assert kinds == ["all_gather", "reduce_scatter"]
 
 
 def test_instance_decode_has_tp_and_ep_per_layer():
-    spec = InstanceDecode((0, 1, 2, 3), 1, 2, 1e-4, 1e-4, 2e-4,
-                          tp=GroupCollective(((0, 1), (2, 3)), 1e6),
-                          ep_groups=((0, 1, 2, 3),), ep_pair_bytes=1e5)
+    spec = InstanceDecode(
+        (0, 1, 2, 3),
+        1,
+        2,
+        1e-4,
+        1e-4,
+        2e-4,
+        tp=GroupCollective(((0, 1), (2, 3)), 1e6),
+        ep_groups=((0, 1, 2, 3),),
+        ep_pair_bytes=1e5,
+    )
     ops = decode_graph(spec).ops
     cats = [o.category for o in ops if o.kind == "collective"]
     assert cats.count("tp") == 3 * 2 * 2

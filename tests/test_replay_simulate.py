@@ -85,8 +85,13 @@ def test_max_min_gives_leftover_to_unconstrained_flow():
     assert rates.tolist() == pytest.approx([5.0, 5.0, 95.0])
 
 
-@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7), st.floats(1e3, 1e9)),
-                min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 7), st.floats(1e3, 1e9)),
+        min_size=1,
+        max_size=12,
+    )
+)
 @settings(max_examples=30, deadline=None)
 def test_contention_never_beats_the_lone_transfer(flows):
     topo = Topology((Dim("switch", 4, BW, LAT), Dim("ring", 2, 50e9, 1e-6)))

@@ -69,20 +69,31 @@ def write_inputs(graph: Graph, topo: Topology, out_dir: Path, local_mem_bw: floa
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     write_traces(graph, topo.num_gpus, out_dir / "decode")
-    files = {"workload": out_dir / "decode", "network": out_dir / "network.yml",
-             "system": out_dir / "system.json", "memory": out_dir / "memory.json",
-             "comm_group": out_dir / "comm_group.json"}
+    files = {
+        "workload": out_dir / "decode",
+        "network": out_dir / "network.yml",
+        "system": out_dir / "system.json",
+        "memory": out_dir / "memory.json",
+        "comm_group": out_dir / "comm_group.json",
+    }
     dims = topo.dims
     files["network"].write_text(
         "# AstraSim analytical network: bandwidth GB/s (1e9 B/s) per link, latency ns per link\n"
         f"topology: [ {', '.join(_TOPO_NAMES[d.kind] for d in dims)} ]\n"
         f"npus_count: [ {', '.join(str(d.size) for d in dims)} ]\n"
         f"bandwidth: [ {', '.join(f'{_link_bw(d) / 1e9:g}' for d in dims)} ]\n"
-        f"latency: [ {', '.join(f'{d.latency * 1e9:g}' for d in dims)} ]\n")
+        f"latency: [ {', '.join(f'{d.latency * 1e9:g}' for d in dims)} ]\n"
+    )
     algos = _algorithms(graph)
-    system = {"scheduling-policy": "FIFO", "endpoint-delay": 0, "active-chunks-per-dimension": 1,
-              "preferred-dataset-splits": 1, "collective-optimization": "baseline",
-              "local-mem-bw": local_mem_bw / 1e9, "boost-mode": 0}
+    system = {
+        "scheduling-policy": "FIFO",
+        "endpoint-delay": 0,
+        "active-chunks-per-dimension": 1,
+        "preferred-dataset-splits": 1,
+        "collective-optimization": "baseline",
+        "local-mem-bw": local_mem_bw / 1e9,
+        "boost-mode": 0,
+    }
     for kind in ("all-reduce", "all-gather", "reduce-scatter", "all-to-all"):
         system[f"{kind}-implementation"] = [algos.get(kind, "ring")] * len(dims)
     files["system"].write_text(json.dumps(system, indent=2))
@@ -98,8 +109,12 @@ def _link_bw(d) -> float:
 
 def _algorithms(graph: Graph) -> dict[str, str]:
     """AstraSim implementation name per collective, from the graph's first use of each."""
-    names = {"all_reduce": "all-reduce", "all_gather": "all-gather",
-             "reduce_scatter": "reduce-scatter", "alltoall": "all-to-all"}
+    names = {
+        "all_reduce": "all-reduce",
+        "all_gather": "all-gather",
+        "reduce_scatter": "reduce-scatter",
+        "alltoall": "all-to-all",
+    }
     out: dict[str, str] = {}
     for op in graph.ops:
         if op.kind == "collective":
@@ -109,13 +124,22 @@ def _algorithms(graph: Graph) -> dict[str, str]:
 
 def run(binary: Path, files: dict, timeout_s: float = DEFAULT_TIMEOUT_S) -> AstraResult:
     """Run AstraSim on written inputs; AstraSimError on failure, timeout or unreadable output."""
-    cmd = [str(binary), f"--workload-configuration={files['workload']}",
-           f"--system-configuration={files['system']}",
-           f"--network-configuration={files['network']}",
-           f"--remote-memory-configuration={files['memory']}",
-           f"--comm-group-configuration={files['comm_group']}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, cwd=files["network"].parent)
+    cmd = [
+        str(binary),
+        f"--workload-configuration={files['workload']}",
+        f"--system-configuration={files['system']}",
+        f"--network-configuration={files['network']}",
+        f"--remote-memory-configuration={files['memory']}",
+        f"--comm-group-configuration={files['comm_group']}",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        cwd=files["network"].parent,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

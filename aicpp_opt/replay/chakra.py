@@ -18,20 +18,43 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from aicpp_opt.replay.graph import Graph
 
 ET_VERSION = "0.0.4"
-NODE_TYPES = ["INVALID_NODE", "METADATA_NODE", "MEM_LOAD_NODE", "MEM_STORE_NODE", "COMP_NODE",
-              "COMM_SEND_NODE", "COMM_RECV_NODE", "COMM_COLL_NODE"]
-COMM_TYPES = ["ALL_REDUCE", "REDUCE", "ALL_GATHER", "GATHER", "SCATTER", "BROADCAST",
-              "ALL_TO_ALL", "REDUCE_SCATTER", "REDUCE_SCATTER_BLOCK", "BARRIER"]
+NODE_TYPES = [
+    "INVALID_NODE",
+    "METADATA_NODE",
+    "MEM_LOAD_NODE",
+    "MEM_STORE_NODE",
+    "COMP_NODE",
+    "COMM_SEND_NODE",
+    "COMM_RECV_NODE",
+    "COMM_COLL_NODE",
+]
+COMM_TYPES = [
+    "ALL_REDUCE",
+    "REDUCE",
+    "ALL_GATHER",
+    "GATHER",
+    "SCATTER",
+    "BROADCAST",
+    "ALL_TO_ALL",
+    "REDUCE_SCATTER",
+    "REDUCE_SCATTER_BLOCK",
+    "BARRIER",
+]
 COMM_TYPE_OF = {"all_reduce": 0, "all_gather": 2, "alltoall": 6, "reduce_scatter": 7}
 _F = descriptor_pb2.FieldDescriptorProto
 
 # AttributeProto: name, doc_string, then the scalar members of its ``value`` oneof we use.
 _ATTR_FIELDS = [
-    ("name", 1, _F.TYPE_STRING), ("doc_string", 2, _F.TYPE_STRING),
-    ("double_val", 3, _F.TYPE_DOUBLE), ("float_val", 5, _F.TYPE_FLOAT),
-    ("int32_val", 7, _F.TYPE_INT32), ("int64_val", 9, _F.TYPE_INT64),
-    ("uint32_val", 11, _F.TYPE_UINT32), ("uint64_val", 13, _F.TYPE_UINT64),
-    ("bool_val", 27, _F.TYPE_BOOL), ("string_val", 29, _F.TYPE_STRING),
+    ("name", 1, _F.TYPE_STRING),
+    ("doc_string", 2, _F.TYPE_STRING),
+    ("double_val", 3, _F.TYPE_DOUBLE),
+    ("float_val", 5, _F.TYPE_FLOAT),
+    ("int32_val", 7, _F.TYPE_INT32),
+    ("int64_val", 9, _F.TYPE_INT64),
+    ("uint32_val", 11, _F.TYPE_UINT32),
+    ("uint64_val", 13, _F.TYPE_UINT64),
+    ("bool_val", 27, _F.TYPE_BOOL),
+    ("string_val", 29, _F.TYPE_STRING),
 ]
 # Node: (name, number, type, label, type_name for enums and messages).
 _NODE_FIELDS = [
@@ -49,8 +72,9 @@ _NODE_FIELDS = [
 @cache
 def messages() -> dict[str, type]:
     """Message classes GlobalMetadata, Node and AttributeProto, built from the schema."""
-    fd = descriptor_pb2.FileDescriptorProto(name="aicpp_chakra_et_def.proto",
-                                            package="ChakraProtoMsg", syntax="proto3")
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="aicpp_chakra_et_def.proto", package="ChakraProtoMsg", syntax="proto3"
+    )
     for enum_name, values in (("NodeType", NODE_TYPES), ("CollectiveCommType", COMM_TYPES)):
         enum = fd.enum_type.add(name=enum_name)
         for i, v in enumerate(values):
@@ -63,8 +87,13 @@ def messages() -> dict[str, type]:
             f.oneof_index = 0
     meta = fd.message_type.add(name="GlobalMetadata")
     meta.field.add(name="version", number=1, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
-    meta.field.add(name="attr", number=2, type=_F.TYPE_MESSAGE, label=_F.LABEL_REPEATED,
-                   type_name=".ChakraProtoMsg.AttributeProto")
+    meta.field.add(
+        name="attr",
+        number=2,
+        type=_F.TYPE_MESSAGE,
+        label=_F.LABEL_REPEATED,
+        type_name=".ChakraProtoMsg.AttributeProto",
+    )
     node = fd.message_type.add(name="Node")
     for name, num, typ, label, type_name in _NODE_FIELDS:
         f = node.field.add(name=name, number=num, type=typ, label=label)
@@ -72,8 +101,10 @@ def messages() -> dict[str, type]:
             f.type_name = type_name
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"ChakraProtoMsg.{n}"))
-            for n in ("GlobalMetadata", "Node", "AttributeProto")}
+    return {
+        n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"ChakraProtoMsg.{n}"))
+        for n in ("GlobalMetadata", "Node", "AttributeProto")
+    }
 
 
 def _attr(name: str, **value) -> object:
@@ -108,15 +139,23 @@ def rank_nodes(graph: Graph, rank: int, groups: dict[tuple[int, ...], int]) -> l
         elif op.kind == "transfer":
             send = op.gpus[0] == rank
             n.type = NODE_TYPES.index("COMM_SEND_NODE" if send else "COMM_RECV_NODE")
-            n.attr.extend([_attr("comm_src", int32_val=op.gpus[0]),
-                           _attr("comm_dst", int32_val=op.gpus[1]),
-                           _attr("comm_tag", int32_val=i),
-                           _attr("comm_size", int64_val=round(op.nbytes))])
+            n.attr.extend(
+                [
+                    _attr("comm_src", int32_val=op.gpus[0]),
+                    _attr("comm_dst", int32_val=op.gpus[1]),
+                    _attr("comm_tag", int32_val=i),
+                    _attr("comm_size", int64_val=round(op.nbytes)),
+                ]
+            )
         else:
             n.type = NODE_TYPES.index("COMM_COLL_NODE")
-            n.attr.extend([_attr("comm_type", int64_val=COMM_TYPE_OF[op.collective]),
-                           _attr("comm_size", int64_val=round(op.nbytes)),
-                           _attr("pg_name", string_val=str(groups[op.gpus]))])
+            n.attr.extend(
+                [
+                    _attr("comm_type", int64_val=COMM_TYPE_OF[op.collective]),
+                    _attr("comm_size", int64_val=round(op.nbytes)),
+                    _attr("pg_name", string_val=str(groups[op.gpus])),
+                ]
+            )
         present.add(i)
         out.append(n)
     return out

@@ -20,8 +20,12 @@ from aicpp_opt.replay.simulate import simulate
 from aicpp_opt.replay.topology import Topology
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
-NCCL_ALGORITHM = {"all_reduce": "ring", "all_gather": "ring", "reduce_scatter": "ring",
-                  "alltoall": "direct"}
+NCCL_ALGORITHM = {
+    "all_reduce": "ring",
+    "all_gather": "ring",
+    "reduce_scatter": "ring",
+    "alltoall": "direct",
+}
 SIZES = tuple(2**k for k in range(10, 30))  # 1 KiB .. 512 MiB, NCCL's grid in bytes
 MXN_SHAPES = ((1, 1), (2, 1), (4, 2), (8, 4), (16, 8), (32, 16), (48, 24))
 MXN_SIZES = tuple(2**k for k in range(10, 25))
@@ -40,15 +44,23 @@ class LinkModel:
         return dataclasses.replace(topo, dims=dims)
 
 
-def collective_time(topo: Topology, op: str, n: int, nbytes: float, algorithm: str | None = None,
-                    model: LinkModel = LinkModel()) -> float:
+def collective_time(
+    topo: Topology,
+    op: str,
+    n: int,
+    nbytes: float,
+    algorithm: str | None = None,
+    model: LinkModel = LinkModel(),
+) -> float:
     """Seconds of one collective over GPUs 0..n-1 (innermost dimension first) of ``nbytes``."""
     g = Graph()
     g.collective(op, range(n), nbytes, algorithm or NCCL_ALGORITHM[op], op, "comm")
     return model.overhead_s + simulate(g, model.topology(topo)).makespan
 
 
-def mxn_time(topo: Topology, m: int, n: int, nbytes: float, model: LinkModel = LinkModel()) -> float:
+def mxn_time(
+    topo: Topology, m: int, n: int, nbytes: float, model: LinkModel = LinkModel()
+) -> float:
     """Seconds for M attention GPUs (0..m-1) to each send ``nbytes`` to N FFN GPUs (m..m+n-1)."""
     g = Graph()
     for a in range(m):
@@ -66,8 +78,9 @@ def split_latency_bandwidth(topo: Topology, op: str, n: int, nbytes: float) -> t
     return t1 - x, x
 
 
-def fit_link_model(topo: Topology, measured: list[tuple[str, int, float, float]],
-                   label: str) -> LinkModel:
+def fit_link_model(
+    topo: Topology, measured: list[tuple[str, int, float, float]], label: str
+) -> LinkModel:
     """Least-squares fit (in relative error) of efficiency and overhead to measured
     (op, gpus, bytes, seconds) points: measured ~ overhead + L + X / efficiency."""
     rows, rhs = [], []
@@ -83,19 +96,23 @@ def fits_in(topo: Topology, gpus: int) -> bool:
     return gpus <= topo.num_gpus
 
 
-def collective_table(instance: str, topo: Topology, op: str, model: LinkModel,
-                     gpu_counts=(2, 4, 8), sizes=SIZES) -> dict:
+def collective_table(
+    instance: str, topo: Topology, op: str, model: LinkModel, gpu_counts=(2, 4, 8), sizes=SIZES
+) -> dict:
     """The cost-table JSON of one collective swept over sizes for each GPU count."""
     series = []
     for n in (c for c in gpu_counts if fits_in(topo, c)):
         times = [collective_time(topo, op, n, s, model=model) for s in sizes]
         series.append(_series({"num_gpus": n}, sizes, times))
-    covers = f"{op} ({NCCL_ALGORITHM[op]}) over GPUs 0..n-1, simulated; message = full buffer per rank"
+    covers = (
+        f"{op} ({NCCL_ALGORITHM[op]}) over GPUs 0..n-1, simulated; message = full buffer per rank"
+    )
     return _table(instance, topo, op, ["num_gpus"], covers, model, series)
 
 
-def mxn_table(instance: str, topo: Topology, model: LinkModel, shapes=MXN_SHAPES,
-              sizes=MXN_SIZES) -> dict:
+def mxn_table(
+    instance: str, topo: Topology, model: LinkModel, shapes=MXN_SHAPES, sizes=MXN_SIZES
+) -> dict:
     """The cost-table JSON of the M x N A->F send pattern, bytes per edge on the load axis."""
     series = []
     for m, n in (s for s in shapes if fits_in(topo, s[0] + s[1])):
@@ -107,27 +124,52 @@ def mxn_table(instance: str, topo: Topology, model: LinkModel, shapes=MXN_SHAPES
 
 def _series(key: dict, sizes, times) -> dict:
     fit = fit_pwl(sizes, times)
-    return {"key": key, "x": [int(s) for s in sizes], "latency_ms": [t * 1e3 for t in times],
-            "pwl_x": [int(v) for v in fit.x], "pwl_ms": [v * 1e3 for v in fit.y],
-            "heldout_rel_err": [float(e) for e in fit.heldout_rel_err]}
-
-
-def _table(instance: str, topo: Topology, op: str, axes: list[str], covers: str,
-           model: LinkModel, series: list[dict]) -> dict:
-    errs = np.concatenate([s.pop("heldout_rel_err") for s in series] or [np.zeros(0)])
-    topo_json = [{"kind": d.kind, "size": d.size, "bw_GBps": d.bw / 1e9,
-                  "latency_ns": d.latency * 1e9} for d in topo.dims]
     return {
-        "schema": 1, "system": instance, "backend": "sim", "op": op, "load_axis": "bytes",
-        "axes": axes, "covers": covers,
-        "provenance": {"package": "aicpp-opt", "simulator": "aicpp_opt.replay (flow-level)",
-                       "topology": topo_json, "date": dt.date.today().isoformat(),
-                       "link_model": dataclasses.asdict(model)},
+        "key": key,
+        "x": [int(s) for s in sizes],
+        "latency_ms": [t * 1e3 for t in times],
+        "pwl_x": [int(v) for v in fit.x],
+        "pwl_ms": [v * 1e3 for v in fit.y],
+        "heldout_rel_err": [float(e) for e in fit.heldout_rel_err],
+    }
+
+
+def _table(
+    instance: str,
+    topo: Topology,
+    op: str,
+    axes: list[str],
+    covers: str,
+    model: LinkModel,
+    series: list[dict],
+) -> dict:
+    errs = np.concatenate([s.pop("heldout_rel_err") for s in series] or [np.zeros(0)])
+    topo_json = [
+        {"kind": d.kind, "size": d.size, "bw_GBps": d.bw / 1e9, "latency_ns": d.latency * 1e9}
+        for d in topo.dims
+    ]
+    return {
+        "schema": 1,
+        "system": instance,
+        "backend": "sim",
+        "op": op,
+        "load_axis": "bytes",
+        "axes": axes,
+        "covers": covers,
+        "provenance": {
+            "package": "aicpp-opt",
+            "simulator": "aicpp_opt.replay (flow-level)",
+            "topology": topo_json,
+            "date": dt.date.today().isoformat(),
+            "link_model": dataclasses.asdict(model),
+        },
         "selection": "network-simulator sweep on the instance's topology",
         "fit": {"target_rel_err": 0.02, "holdout": "every 3rd interior point"},
-        "error": {"median_rel_err": float(np.median(errs)) if len(errs) else 0.0,
-                  "p95_rel_err": float(np.percentile(errs, 95)) if len(errs) else 0.0,
-                  "max_rel_err": float(errs.max()) if len(errs) else 0.0,
-                  "n_heldout": int(len(errs))},
+        "error": {
+            "median_rel_err": float(np.median(errs)) if len(errs) else 0.0,
+            "p95_rel_err": float(np.percentile(errs, 95)) if len(errs) else 0.0,
+            "max_rel_err": float(errs.max()) if len(errs) else 0.0,
+            "n_heldout": int(len(errs)),
+        },
         "series": series,
     }

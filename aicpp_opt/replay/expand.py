@@ -143,22 +143,32 @@ def _nonneg(field: str, *values: float) -> None:
         raise InputError(field, "seconds, bytes and counts must be >= 0")
 
 
-def _group_collectives(g: Graph, spec: GroupCollective | None, last: dict[int, int],
-                       label: str, category: str, **where) -> None:
+def _group_collectives(
+    g: Graph, spec: GroupCollective | None, last: dict[int, int], label: str, category: str, **where
+) -> None:
     """Run the collective over each group after its members' last ops; update ``last``."""
     if spec is None:
         return
     for members in spec.groups:
         deps = [last[m] for m in members]
-        op = g.collective(spec.kind, members, spec.nbytes, spec.algorithm, label, category,
-                          deps, **where)
+        op = g.collective(
+            spec.kind, members, spec.nbytes, spec.algorithm, label, category, deps, **where
+        )
         for m in members:
             last[m] = op
 
 
 def _instance_graph(s: InstanceDecode) -> Graph:
-    _nonneg("replay.decode", s.attn_s, s.dense_ffn_s, s.moe_ffn_s, s.head_s, s.ep_pair_bytes,
-            s.dense_layers, s.moe_layers)
+    _nonneg(
+        "replay.decode",
+        s.attn_s,
+        s.dense_ffn_s,
+        s.moe_ffn_s,
+        s.head_s,
+        s.ep_pair_bytes,
+        s.dense_layers,
+        s.moe_layers,
+    )
     groups = [*(s.tp.groups if s.tp else ()), *s.ep_groups]
     if not set().union(*map(set, groups)) <= set(s.gpus):
         raise InputError("replay.decode", "TP and EP groups must be made of the instance's GPUs")
@@ -187,18 +197,29 @@ def _instance_graph(s: InstanceDecode) -> Graph:
     return g
 
 
-def _ep_alltoall(g: Graph, s: InstanceDecode, last: dict[int, int], label: str,
-                 category: str, layer: int) -> None:
+def _ep_alltoall(
+    g: Graph, s: InstanceDecode, last: dict[int, int], label: str, category: str, layer: int
+) -> None:
     """MoE dispatch or combine: an all-to-all over each EP group."""
     for members in s.ep_groups:
-        spec = GroupCollective((tuple(members),), s.ep_pair_bytes * len(members), "alltoall",
-                               s.ep_algorithm)
+        spec = GroupCollective(
+            (tuple(members),), s.ep_pair_bytes * len(members), "alltoall", s.ep_algorithm
+        )
         _group_collectives(g, spec, last, label, category, layer=layer)
 
 
 def _validate_afd(s: AfdDecode) -> None:
-    _nonneg("replay.afd", s.t_a, s.t_f, s.t_dense, s.a2f_bytes, s.f2a_bytes, s.head_s,
-            s.dense_layers, s.moe_layers)
+    _nonneg(
+        "replay.afd",
+        s.t_a,
+        s.t_f,
+        s.t_dense,
+        s.a2f_bytes,
+        s.f2a_bytes,
+        s.head_s,
+        s.dense_layers,
+        s.moe_layers,
+    )
     if s.micro_batches < 1:
         raise InputError("replay.afd.micro_batches", "must be >= 1")
     if s.dispatch not in DISPATCH:
@@ -209,8 +230,10 @@ def _validate_afd(s: AfdDecode) -> None:
     paired_a = [a for grp, _ in s.pairing for a in grp]
     paired_f = {f for _, grp in s.pairing for f in grp}
     if sorted(paired_a) != sorted(att) or not paired_f <= ffn or not all(f for _, f in s.pairing):
-        raise InputError("replay.afd.pairing",
-                         "each attention GPU must sit in exactly one group, with >= 1 FFN GPU")
+        raise InputError(
+            "replay.afd.pairing",
+            "each attention GPU must sit in exactly one group, with >= 1 FFN GPU",
+        )
     for tp in (s.attn_tp, s.ffn_tp):
         if tp is not None:
             tp.validate("replay.afd.tp")
@@ -225,11 +248,23 @@ def _afd_graph(s: AfdDecode) -> Graph:
             where = {"micro_batch": mb, "layer": layer}
             if layer < s.dense_layers:
                 for a in s.attention_gpus:
-                    ready[a, mb] = [g.compute(a, s.t_dense, f"dense L{layer}", "attention",
-                                              ready.get((a, mb), ()), **where)]
+                    ready[a, mb] = [
+                        g.compute(
+                            a,
+                            s.t_dense,
+                            f"dense L{layer}",
+                            "attention",
+                            ready.get((a, mb), ()),
+                            **where,
+                        )
+                    ]
                 continue
-            last = {a: g.compute(a, s.t_a, f"attn L{layer}", "attention",
-                                 ready.get((a, mb), ()), **where) for a in s.attention_gpus}
+            last = {
+                a: g.compute(
+                    a, s.t_a, f"attn L{layer}", "attention", ready.get((a, mb), ()), **where
+                )
+                for a in s.attention_gpus
+            }
             _group_collectives(g, s.attn_tp, last, f"attn tp L{layer}", "tp", **where)
             back = _moe_exchange(g, s, last, where)
             for a in s.attention_gpus:
@@ -256,32 +291,50 @@ def _moe_exchange(g: Graph, s: AfdDecode, last: dict[int, int], where: dict) -> 
         for i, a in enumerate(atts):
             targets = ffns if s.dispatch != "allgather_reducescatter" else (ffns[i % len(ffns)],)
             for f in targets:
-                op = g.transfer(a, f, s.a2f_bytes, f"A{a}->F{f} L{layer}", "a2f", (last[a],),
-                                **where)
+                op = g.transfer(
+                    a, f, s.a2f_bytes, f"A{a}->F{f} L{layer}", "a2f", (last[a],), **where
+                )
                 inbound.setdefault(f, []).append(op)
                 sent_all.append(op)
     ffn_last: dict[int, int] = {}
     for atts, ffns in groups:
         deps = {f: sent_all if s.dispatch == "all_to_all" else inbound.get(f, []) for f in ffns}
         if s.dispatch == "allgather_reducescatter" and len(ffns) > 1:
-            ag = g.collective("all_gather", ffns, s.a2f_bytes * len(atts), "ring",
-                              f"ffn allgather L{layer}", "ffn_collective",
-                              [o for f in ffns for o in inbound.get(f, [])], **where)
+            ag = g.collective(
+                "all_gather",
+                ffns,
+                s.a2f_bytes * len(atts),
+                "ring",
+                f"ffn allgather L{layer}",
+                "ffn_collective",
+                [o for f in ffns for o in inbound.get(f, [])],
+                **where,
+            )
             deps = {f: [ag] for f in ffns}
         for f in ffns:
             if f not in ffn_last:
                 ffn_last[f] = g.compute(f, s.t_f, f"ffn L{layer}", "ffn", deps[f], **where)
         _group_collectives(g, s.ffn_tp, ffn_last, f"ffn tp L{layer}", "tp", **where)
         if s.dispatch == "allgather_reducescatter" and len(ffns) > 1:
-            rs = g.collective("reduce_scatter", ffns, s.a2f_bytes * len(atts), "ring",
-                              f"ffn reducescatter L{layer}", "ffn_collective",
-                              [ffn_last[f] for f in ffns], **where)
+            rs = g.collective(
+                "reduce_scatter",
+                ffns,
+                s.a2f_bytes * len(atts),
+                "ring",
+                f"ffn reducescatter L{layer}",
+                "ffn_collective",
+                [ffn_last[f] for f in ffns],
+                **where,
+            )
             for f in ffns:
                 ffn_last[f] = rs
     for atts, ffns in groups:
         for i, a in enumerate(atts):
             sources = ffns if s.dispatch != "allgather_reducescatter" else (ffns[i % len(ffns)],)
             for f in sources:
-                back[a].append(g.transfer(f, a, s.f2a_bytes, f"F{f}->A{a} L{layer}", "f2a",
-                                          (ffn_last[f],), **where))
+                back[a].append(
+                    g.transfer(
+                        f, a, s.f2a_bytes, f"F{f}->A{a} L{layer}", "f2a", (ffn_last[f],), **where
+                    )
+                )
     return back

@@ -47,24 +47,74 @@ class Graph:
         self.ops.append(op)
         return len(self.ops) - 1
 
-    def compute(self, gpu: int, seconds: float, label: str, category: str, deps=(), *,
-                micro_batch: int = -1, layer: int = -1) -> int:
+    def compute(
+        self,
+        gpu: int,
+        seconds: float,
+        label: str,
+        category: str,
+        deps=(),
+        *,
+        micro_batch: int = -1,
+        layer: int = -1,
+    ) -> int:
         """A kernel (or fused run of kernels) of measured duration on one GPU."""
         if seconds < 0:
             raise InputError(f"replay.{label}", "compute seconds must be >= 0")
-        return self._add(Op("compute", (gpu,), tuple(deps), label, category, seconds=seconds,
-                            micro_batch=micro_batch, layer=layer))
+        return self._add(
+            Op(
+                "compute",
+                (gpu,),
+                tuple(deps),
+                label,
+                category,
+                seconds=seconds,
+                micro_batch=micro_batch,
+                layer=layer,
+            )
+        )
 
-    def transfer(self, src: int, dst: int, nbytes: float, label: str, category: str, deps=(),
-                 *, micro_batch: int = -1, layer: int = -1) -> int:
+    def transfer(
+        self,
+        src: int,
+        dst: int,
+        nbytes: float,
+        label: str,
+        category: str,
+        deps=(),
+        *,
+        micro_batch: int = -1,
+        layer: int = -1,
+    ) -> int:
         """A point-to-point send of ``nbytes`` from ``src`` to ``dst``."""
         if nbytes < 0:
             raise InputError(f"replay.{label}", "transfer bytes must be >= 0")
-        return self._add(Op("transfer", (src, dst), tuple(deps), label, category, nbytes=nbytes,
-                            micro_batch=micro_batch, layer=layer))
+        return self._add(
+            Op(
+                "transfer",
+                (src, dst),
+                tuple(deps),
+                label,
+                category,
+                nbytes=nbytes,
+                micro_batch=micro_batch,
+                layer=layer,
+            )
+        )
 
-    def collective(self, kind: str, members, nbytes: float, algorithm: str, label: str,
-                   category: str, deps=(), *, micro_batch: int = -1, layer: int = -1) -> int:
+    def collective(
+        self,
+        kind: str,
+        members,
+        nbytes: float,
+        algorithm: str,
+        label: str,
+        category: str,
+        deps=(),
+        *,
+        micro_batch: int = -1,
+        layer: int = -1,
+    ) -> int:
         """A collective over ``members`` (ordered; the ring follows this order)."""
         if kind not in COLLECTIVES:
             raise InputError(f"replay.{label}", f"collective {kind!r}; use {COLLECTIVES}")
@@ -75,9 +125,20 @@ class Graph:
             raise InputError(f"replay.{label}", "collective members must be distinct, non-empty")
         if nbytes < 0:
             raise InputError(f"replay.{label}", "collective bytes must be >= 0")
-        return self._add(Op("collective", members, tuple(deps), label, category, nbytes=nbytes,
-                            collective=kind, algorithm=algorithm, micro_batch=micro_batch,
-                            layer=layer))
+        return self._add(
+            Op(
+                "collective",
+                members,
+                tuple(deps),
+                label,
+                category,
+                nbytes=nbytes,
+                collective=kind,
+                algorithm=algorithm,
+                micro_batch=micro_batch,
+                layer=layer,
+            )
+        )
 
     def gpus(self) -> set[int]:
         return {g for op in self.ops for g in op.gpus}

@@ -32,5 +32,7 @@ def load(system: str, dtype: str = "half") -> list[tuple[str, int, float, float]
     df = pd.read_parquet(str(path))
     df = df[df.nccl_dtype == dtype]
     med = df.groupby(["op_name", "num_gpus", "message_size"]).latency.median()
-    return [(op, int(n), float(ms) * DTYPE_BYTES[dtype], float(lat) * 1e-3)
-            for (op, n, ms), lat in med.items()]
+    return [
+        (op, int(n), float(ms) * DTYPE_BYTES[dtype], float(lat) * 1e-3)
+        for (op, n, ms), lat in med.items()
+    ]

@@ -63,8 +63,9 @@ def replay(inp: ReplayInput) -> ReplayResult:
         psim = simulate(pg, inp.topology)
         prefill_s = float(psim.op_end[comp].max())
         kv_s = psim.makespan - prefill_s
-    return ReplayResult(step, prefill_s, kv_s, _roles(inp, graph, sim), _categories(graph, sim),
-                        graph, sim)
+    return ReplayResult(
+        step, prefill_s, kv_s, _roles(inp, graph, sim), _categories(graph, sim), graph, sim
+    )
 
 
 def _roles(inp: ReplayInput, graph: Graph, sim: SimResult) -> dict[str, RoleTimes]:

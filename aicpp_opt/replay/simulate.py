@@ -98,9 +98,15 @@ def compile_graph(graph: Graph) -> _Compiled:
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(efrom, minlength=n), out=ptr[1:])
     return _Compiled(
-        np.asarray(kind, dtype=np.int8), np.asarray(gpu, dtype=np.int64),
-        np.asarray(dst, dtype=np.int64), np.asarray(amount, dtype=float),
-        ptr, eto[order], np.bincount(eto, minlength=n), entry, exit_,
+        np.asarray(kind, dtype=np.int8),
+        np.asarray(gpu, dtype=np.int64),
+        np.asarray(dst, dtype=np.int64),
+        np.asarray(amount, dtype=float),
+        ptr,
+        eto[order],
+        np.bincount(eto, minlength=n),
+        entry,
+        exit_,
     )
 
 

@@ -18,9 +18,19 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from aicpp_opt.replay.run import ReplayResult  # noqa: E402
 
-COLOURS = {"attention": "#1f77b4", "ffn": "#ff7f0e", "other": "#7f7f7f", "a2f": "#2ca02c",
-           "f2a": "#d62728", "tp": "#9467bd", "ep_dispatch": "#2ca02c", "ep_combine": "#d62728",
-           "ffn_collective": "#8c564b", "prefill": "#17becf", "kv_transfer": "#e377c2"}
+COLOURS = {
+    "attention": "#1f77b4",
+    "ffn": "#ff7f0e",
+    "other": "#7f7f7f",
+    "a2f": "#2ca02c",
+    "f2a": "#d62728",
+    "tp": "#9467bd",
+    "ep_dispatch": "#2ca02c",
+    "ep_combine": "#d62728",
+    "ffn_collective": "#8c564b",
+    "prefill": "#17becf",
+    "kv_transfer": "#e377c2",
+}
 MAX_GPUS = 12
 
 
@@ -37,8 +47,11 @@ def shown_gpus(result: ReplayResult) -> list[int]:
 
 def _role_ids(result: ReplayResult, role: str) -> set[int]:
     cats = {"attention": {"attention"}, "ffn": {"ffn"}}.get(role)
-    return {op.gpus[0] for op in result.graph.ops
-            if op.kind == "compute" and (cats is None or op.category in cats)}
+    return {
+        op.gpus[0]
+        for op in result.graph.ops
+        if op.kind == "compute" and (cats is None or op.category in cats)
+    }
 
 
 def draw(result: ReplayResult, path: Path, title: str = "decode step") -> Path:
@@ -56,16 +69,22 @@ def draw(result: ReplayResult, path: Path, title: str = "decode step") -> Path:
     _panel(axes[1], result, lane, lo, hi, labels=True)
     axes[1].set_title(f"zoom: layers {mid}-{mid + 1} (bars labelled with their micro-batch)")
     used = {op.category for op in result.graph.ops}
-    fig.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items() if k in used],
-               loc="upper center", ncol=8, bbox_to_anchor=(0.5, 0.995), frameon=False)
+    fig.legend(
+        handles=[Patch(color=c, label=k) for k, c in COLOURS.items() if k in used],
+        loc="upper center",
+        ncol=8,
+        bbox_to_anchor=(0.5, 0.995),
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
-def _panel(ax, result: ReplayResult, lane: dict[int, int], lo: float, hi: float,
-           labels: bool) -> None:
+def _panel(
+    ax, result: ReplayResult, lane: dict[int, int], lo: float, hi: float, labels: bool
+) -> None:
     start, end = result.sim.op_start, result.sim.op_end
     span = max(hi - lo, 1e-12)
     for i, op in enumerate(result.graph.ops):
@@ -77,15 +96,29 @@ def _panel(ax, result: ReplayResult, lane: dict[int, int], lo: float, hi: float,
         comm = op.kind != "compute"
         y = lane[owner] * 2 + (1 if comm else 0)
         x0, width = (start[i] - lo) * 1e3, (end[i] - start[i]) * 1e3
-        ax.broken_barh([(x0, width)], (y + 0.1, 0.8), color=COLOURS.get(op.category, "#bcbd22"),
-                       alpha=0.55 if comm else 0.9, edgecolor="white", linewidth=0.6)
+        ax.broken_barh(
+            [(x0, width)],
+            (y + 0.1, 0.8),
+            color=COLOURS.get(op.category, "#bcbd22"),
+            alpha=0.55 if comm else 0.9,
+            edgecolor="white",
+            linewidth=0.6,
+        )
         if labels and op.micro_batch >= 0 and width > 0.04 * span * 1e3 and not comm:
-            ax.text(x0 + width / 2, y + 0.5, f"mb{op.micro_batch}", ha="center", va="center",
-                    fontsize=7, color="white")
+            ax.text(
+                x0 + width / 2,
+                y + 0.5,
+                f"mb{op.micro_batch}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white",
+            )
     ticks = [lane[g] * 2 + off + 0.5 for g in lane for off in (0, 1)]
     ax.set_yticks(ticks)
-    ax.set_yticklabels([f"GPU {g} {kind}" for g in lane for kind in ("compute", "sends")],
-                       fontsize=7)
+    ax.set_yticklabels(
+        [f"GPU {g} {kind}" for g in lane for kind in ("compute", "sends")], fontsize=7
+    )
     ax.set_ylim(0, 2 * len(lane))
     ax.invert_yaxis()
     ax.set_xlim(0, span * 1e3)

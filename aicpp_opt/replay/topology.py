@@ -23,7 +23,7 @@ KINDS = ("switch", "ring", "fully_connected")
 
 @dataclass(frozen=True)
 class Dim:
-    """One topology dimension: kind, size, bandwidth (bytes/s per GPU per direction), latency (s per link)."""
+    """One topology dimension: kind, size, bw (bytes/s per GPU per direction), latency (s/link)."""
 
     kind: str
     size: int

@@ -79,8 +79,12 @@ class LoopResult:
 SolveFn = Callable[[dict[str, float]], tuple[object, Prediction, ReplayInput]]
 
 
-def closed_loop(solve: SolveFn, slo: Slo, max_rounds: int = 4,
-                replay_fn: Callable[[ReplayInput], ReplayResult] = replay) -> LoopResult:
+def closed_loop(
+    solve: SolveFn,
+    slo: Slo,
+    max_rounds: int = 4,
+    replay_fn: Callable[[ReplayInput], ReplayResult] = replay,
+) -> LoopResult:
     """Solve, replay, and while the replay breaks an SLO, scale the costs the replay found
     slower (``tpot``, ``ttft`` multipliers, compounded over rounds) and solve again."""
     corrections = {"tpot": 1.0, "ttft": 1.0}

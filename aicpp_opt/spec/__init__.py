@@ -1,0 +1,1 @@
+"""Inputs: model files, instances, workloads and plans (dataclasses + validation)."""

@@ -15,12 +15,16 @@ bidirectional, which only matters for the in-node share of EP traffic), sixteen 
 EP128 (EP must divide the 256 experts; DeepSeek's EP144 adds 32 redundant experts), KV length
 ~4.6k (ISL 4096 + OSL/2 with OSL 1024). The batch per GPU is the largest whose TPOT stays within
 1/21 s (the middle of 20-22 tok/s/user). Printed for balanced routing (EPLB-like) and for the
-power-law 1.01 skew of the measured tables.
+power-law 1.01 skew of the measured tables, at EP 128 (DeepEP beyond the measured EP 64, so
+dispatch/combine are alpha-beta) and at EP 64 (the largest EP with measured multi-node DeepEP),
+with the tables each piece came from (wide-EP DeepEP + DeepGEMM experts where measured).
 
 Run: python benchmarks/realworld_deepseek.py
 """
 
 from __future__ import annotations
+
+import itertools
 
 from aicpp_opt.perf import build_context, decode_step, memory_per_gpu
 from aicpp_opt.spec.instance import parse_instance
@@ -30,7 +34,7 @@ from aicpp_opt.spec.workload import parse_workload
 
 MEASURED_TPS_PER_GPU = 14_800 / 8
 TARGET_TPOT = 1 / 21
-SHAPE = Shape(attn_tp=1, attn_dp=128, moe_tp=1, moe_ep=128)
+SHAPES = {ep: Shape(attn_tp=1, attn_dp=ep, moe_tp=1, moe_ep=ep) for ep in (128, 64)}
 CLUSTER = {
     "name": "h100_hgx_16x8",
     "cluster": {
@@ -50,16 +54,22 @@ CLUSTER = {
 }
 
 
-def best_batch(ctx) -> tuple[int, float]:
+def best_batch(ctx, shape: Shape) -> tuple[int, float]:
     """Largest batch per GPU with TPOT <= target (step time is monotone in batch)."""
     lo, hi = 1, 512
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if decode_step(ctx, "h100", SHAPE, mid).total <= TARGET_TPOT:
+        if decode_step(ctx, "h100", shape, mid).total <= TARGET_TPOT:
             lo = mid
         else:
             hi = mid - 1
-    return lo, decode_step(ctx, "h100", SHAPE, lo).total
+    return lo, decode_step(ctx, "h100", shape, lo).total
+
+
+def sources(step, *words: str) -> str:
+    """Distinct sources of the MoE-layer ops whose names contain one of ``words``."""
+    found = {op.cost.source.split(" [")[0] for op in step.ops if any(w in op.name for w in words)}
+    return ", ".join(sorted(found))
 
 
 def main() -> None:
@@ -71,23 +81,25 @@ def main() -> None:
     print(
         f"measured: DeepSeek H800 decode {MEASURED_TPS_PER_GPU:,.0f} tok/s/GPU at 20-22 tok/s/user"
     )
-    for routing in ("balanced", "power_law_1.01"):
+    for (ep, shape), routing in itertools.product(SHAPES.items(), ("balanced", "power_law_1.01")):
         ctx = build_context(inst, wl, model=model, routing=routing)
-        batch, tpot = best_batch(ctx)
-        step = decode_step(ctx, "h100", SHAPE, batch)
+        batch, tpot = best_batch(ctx, shape)
+        step = decode_step(ctx, "h100", shape, batch)
         tps = batch / tpot
         mem = memory_per_gpu(
-            ctx, "h100", SHAPE, seqs_per_gpu=batch, context=wl.decode_context, tokens_per_gpu=batch
+            ctx, "h100", shape, seqs_per_gpu=batch, context=wl.decode_context, tokens_per_gpu=batch
         )
         comm = sum(op.total for op in step.ops if "dispatch" in op.name or "combine" in op.name)
         moe = sum(op.total for op in step.ops if op.name.startswith("routed"))
         attn = sum(op.total for op in step.ops if "attention" in op.name)
         print(
-            f"predicted ({routing}): batch {batch}/GPU, TPOT {tpot * 1e3:.1f} ms, "
+            f"predicted (EP {ep}, {routing}): batch {batch}/GPU, TPOT {tpot * 1e3:.1f} ms, "
             f"{tps:,.0f} tok/s/GPU [attention {attn * 1e3:.1f} ms, experts {moe * 1e3:.1f} ms, "
             f"EP dispatch+combine {comm * 1e3:.1f} ms; memory {mem.total / 1e9:.0f} of "
             f"{mem.capacity / 1e9:.0f} GB]"
-            f" -> predicted/measured = {tps / MEASURED_TPS_PER_GPU:.2f}"
+            f" -> predicted/measured = {tps / MEASURED_TPS_PER_GPU:.2f}\n"
+            f"    experts: {sources(step, 'routed')}; "
+            f"EP comm: {sources(step, 'dispatch', 'combine')}"
         )
 
 

@@ -3,7 +3,10 @@
 Breakpoints are a subset of the training points (so the surrogate passes through measured
 values), chosen by dynamic programming to be the fewest that keep every training point within
 the relative-error target. Held-out points (every `HOLDOUT_EVERY`-th interior point) never
-become breakpoints; the error reported is the surrogate's error on them."""
+become breakpoints; the error reported is the surrogate's error on them, always against the raw
+measured values. Optionally the training values are first projected onto the nearest
+non-decreasing sequence (latency does not fall as load grows with one kernel), which removes
+measurement noise before breakpoints are chosen."""
 
 from __future__ import annotations
 
@@ -75,11 +78,29 @@ def pwl_eval(px: np.ndarray, py: np.ndarray, x: np.ndarray | float) -> np.ndarra
     return y
 
 
-def fit_series(x: np.ndarray, y: np.ndarray, target: float = TARGET_REL_ERR) -> SeriesFit:
-    """Fit one series (x strictly increasing): breakpoints from the training points, error
-    measured on the held-out ones."""
+def isotonic(y: np.ndarray) -> np.ndarray:
+    """Least-squares non-decreasing projection of `y` (pool adjacent violators)."""
+    means: list[float] = []
+    counts: list[int] = []
+    for v in y:
+        means.append(float(v))
+        counts.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            m, c = means.pop(), counts.pop()
+            means[-1] = (means[-1] * counts[-1] + m * c) / (counts[-1] + c)
+            counts[-1] += c
+    return np.repeat(means, counts)
+
+
+def fit_series(
+    x: np.ndarray, y: np.ndarray, target: float = TARGET_REL_ERR, monotone: bool = False
+) -> SeriesFit:
+    """Fit one series (x strictly increasing): breakpoints from the training points (made
+    non-decreasing first when `monotone`), error measured on the raw held-out ones."""
     held = holdout_mask(len(x))
     tx, ty = x[~held], y[~held]
+    if monotone:
+        ty = isotonic(ty)
     idx = fewest_breakpoints(tx, ty, target)
     px, py = tx[idx], ty[idx]
     err = np.abs(pwl_eval(px, py, x[held]) - y[held]) / np.abs(y[held])

@@ -29,7 +29,7 @@ class Choice:
 def system_spec(pkg: Package, system: str) -> dict:
     """`system.json`: the contract's SystemSpec fields from `systems/<system>.yaml`."""
     raw = system_yaml(pkg, system)
-    gpu, node = raw["gpu"], raw["node"]
+    gpu, node, misc = raw["gpu"], raw["node"], raw["misc"]
     return {
         "system": system,
         "memory_bytes": int(gpu["mem_capacity"]),
@@ -37,21 +37,52 @@ def system_spec(pkg: Package, system: str) -> dict:
         "gpus_per_node": int(node["num_gpus_per_node"]),
         "nvlink_bw": float(node["intra_node_bw"]),
         "scaleout_bw": float(node["inter_node_bw"]),
+        "runtime_reserve_bytes": int(misc["other_mem"]),
+        "nccl_mem_bytes": {str(k): int(v) for k, v in sorted(misc["nccl_mem"].items())},
         "units": "bytes, bytes/s (1e9 = GB/s) per GPU per direction",
         "source": f"aiconfigurator-core {pkg.version} systems/{system}.yaml",
+        "reserve_source": f"aiconfigurator-core {pkg.version} systems/{system}.yaml misc.other_mem "
+        "(runtime/framework memory per GPU) and misc.nccl_mem (NCCL buffers by communicator "
+        "size, GPUs)",
     }
 
 
+def _version_sets(pkg: Package, system: str, src: OpSource, framework: str) -> list[list[Path]]:
+    """The op's files per version folder that holds all of them, newest first."""
+    per_file = [versions(pkg, system, src.family, framework, f) for f in src.files]
+    common = set.intersection(*({p.parent.name for p in paths} for paths in per_file))
+    return [[p.parent / f for f in src.files] for p in per_file[0] if p.parent.name in common]
+
+
+def _filled(found: list[tuple[list[Path], pd.DataFrame]], axis: str | None):
+    """The newest frame plus, when `axis` is set, older frames' rows at values of `axis` that
+    no newer frame has; returns (files used, frame)."""
+    files, frame = found[0]
+    if axis is None:
+        return list(files), frame
+    files, parts = list(files), [frame]
+    for older_files, older in found[1:]:
+        extra = older[~older[axis].isin(pd.concat(parts)[axis].unique())]
+        if len(extra):
+            files += older_files
+            parts.append(extra)
+    return files, pd.concat(parts, ignore_index=True)
+
+
 def _choose(pkg: Package, system: str, src: OpSource, needs: Needs, frameworks) -> Choice | None:
-    """First framework (in preference order) whose newest version with rows yields rows."""
+    """First framework (in preference order) whose newest version with rows yields rows; older
+    versions fill in values of `src.fill_axis` the newest lacks."""
     for framework, reason in frameworks:
-        candidates = [versions(pkg, system, src.family, framework, f) for f in src.files]
-        if not all(candidates):
-            continue
-        for files in zip(*candidates, strict=False):
+        found = []
+        for files in _version_sets(pkg, system, src, framework):
             frame = src.extract([read_table(f) for f in files], needs)
             if len(frame):
-                return Choice(framework, reason, list(files), frame)
+                found.append((files, frame))
+                if src.fill_axis is None:
+                    break
+        if found:
+            files, frame = _filled(found, src.fill_axis)
+            return Choice(framework, reason, files, frame)
     return None
 
 
@@ -89,7 +120,7 @@ def calibrate_system(
             "--system", f"unknown system {system!r}; valid: {', '.join(pkg.systems())}"
         )
     spec = system_spec(pkg, system)
-    needs = shipped_needs(spec["gpus_per_node"])
+    needs = shipped_needs(spec["gpus_per_node"], system)
     known = sorted({f for s in SOURCES for f, _ in s.frameworks})
     if backend is not None and backend not in known:
         raise InputError("--backend", f"unknown backend {backend!r}; valid: {', '.join(known)}")

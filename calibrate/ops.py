@@ -35,6 +35,9 @@ class OpSource:
     filter: str
     defaults: tuple[tuple[str, object], ...] = ()
     """Axis values a query may omit (extensions of the contract's axes)."""
+    fill_axis: str | None = None
+    """When set, older versions add their rows for values of this axis the newest version lacks
+    (e.g. multi-node EP degrees measured only by an older release)."""
 
 
 def _out(df: pd.DataFrame, columns: dict[str, str], latency: pd.Series) -> pd.DataFrame:
@@ -104,15 +107,47 @@ def attention_context(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
     return _out(df, cols, df["latency"])
 
 
-def moe(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
-    (df,) = dfs
-    cols = {"tokens": "num_tokens", "hidden": "hidden_size", "inter": "inter_size"}
-    cols |= {"topk": "topk", "num_experts": "num_experts", "tp": "moe_tp_size"}
-    cols |= {"ep": "moe_ep_size", "distribution": "distribution", "dtype": "moe_dtype"}
-    out = _out(df, cols, df["latency"])
+_MOE_COLS = {"tokens": "num_tokens", "hidden": "hidden_size", "inter": "inter_size"}
+_MOE_COLS |= {"topk": "topk", "num_experts": "num_experts", "tp": "moe_tp_size"}
+_MOE_COLS |= {"ep": "moe_ep_size", "distribution": "distribution", "dtype": "moe_dtype"}
+
+
+def _shipped_moe(out: pd.DataFrame, needs: Needs) -> pd.DataFrame:
     shapes = needs.moe_shapes()
     key = zip(out["hidden"], out["inter"], out["topk"], out["num_experts"], strict=True)
     return out[[k in shapes for k in key]]
+
+
+def moe(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    (df,) = dfs
+    return _shipped_moe(_out(df, _MOE_COLS, df["latency"]), needs)
+
+
+PHASES = ("generation", "context")
+"""Order of the (generation, context) file pairs of the wide-EP tables."""
+
+
+def moe_wideep(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    """Both phases' DeepEP-layout expert tables; EP-only (moe TP 1), `uniform` renamed to the
+    `moe` table's `balanced` (aiconfigurator treats the two names as one distribution)."""
+    cols = {k: v for k, v in _MOE_COLS.items() if k != "tp"}
+    parts = []
+    for phase, df in zip(PHASES, dfs, strict=True):
+        df = df[df["moe_tp_size"] == 1]
+        out = _out(df, cols, df["latency"]).assign(phase=phase)
+        parts.append(out.replace({"distribution": {"uniform": "balanced"}}))
+    return _shipped_moe(pd.concat(parts, ignore_index=True), needs)
+
+
+def shared_expert(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
+    cols = {"tokens": "num_token", "hidden": "hidden_size", "inter": "intermediate_size"}
+    cols |= {"dtype": "quant_type"}
+    parts = [
+        _out(df, cols, df["avg_ms"]).assign(phase=p) for p, df in zip(PHASES, dfs, strict=True)
+    ]
+    out = pd.concat(parts, ignore_index=True)
+    shapes = needs.shared_shapes()
+    return out[[k in shapes for k in zip(out["hidden"], out["inter"], strict=True)]]
 
 
 def _nccl(op_name: str) -> Extract:
@@ -134,22 +169,28 @@ def custom_all_reduce(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
     return _out(df, {"bytes": "bytes", "num_gpus": "num_gpus"}, df["latency"])
 
 
+def _this_gpu(df: pd.DataFrame, needs: Needs) -> pd.DataFrame:
+    """Rows measured on the system's own GPU (some files mix in another GPU's rows)."""
+    return df[df["device"].str.split().str[-1] == needs.gpu]
+
+
 def _deepep(phase: str) -> Extract:
     def extract(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
-        ll, normal = dfs
+        ll, normal = (_this_gpu(df, needs) for df in dfs)
         normal = normal[
             (normal["dispatch_sms"] == DEEPEP_NORMAL_SMS)
             & (normal["combine_sms"] == DEEPEP_NORMAL_SMS)
         ]
+        normal_us = normal[f"{phase}_transmit_us"] + normal[f"{phase}_notify_us"].fillna(0.0)
         parts = []
-        for df, mode, col in (
-            (ll, "low_latency", f"{phase}_avg_t_us"),
-            (normal, "normal", f"{phase}_transmit_us"),
+        for df, mode, us in (
+            (ll, "low_latency", ll[f"{phase}_avg_t_us"]),
+            (normal, "normal", normal_us),
         ):
             df = df.assign(ep=df["node_num"] * needs.gpus_per_node, mode=mode)
             cols = {"tokens": "num_token", "hidden": "hidden_size", "topk": "num_topk"}
             cols |= {"num_experts": "num_experts", "ep": "ep", "mode": "mode"}
-            parts.append(_out(df, cols, df[col] / 1000.0))
+            parts.append(_out(df, cols, us / 1000.0))
         out = pd.concat(parts, ignore_index=True)
         shapes = {(h, k, e) for h, _, k, e in needs.moe_shapes()}
         key = zip(out["hidden"], out["topk"], out["num_experts"], strict=True)
@@ -196,11 +237,29 @@ _NCCL_COVERS = (
     "all_reduce buffer, alltoall buffer per rank), converted from the table's element count "
     "x 2 bytes."
 )
+_MOE_WIDEEP_COVERS = (
+    "Routed-expert compute of one MoE layer on one GPU as SGLang wide-EP runs it (DeepEPMoE: "
+    "DeepGEMM fp8 grouped GEMMs up/gate + SiLU + down on the num_experts/ep local experts; "
+    "phase generation = the masked layout after DeepEP low-latency dispatch, context = the "
+    "contiguous layout after DeepEP normal dispatch). EP only (moe TP 1). Excludes the router, "
+    "the shared expert (use shared_expert or gemm) and the DeepEP dispatch/combine "
+    "(aiconfigurator composes those as separate moe_dispatch/moe_combine ops around this one). "
+    "tokens = tokens entering the layer across the whole EP group (per-rank tokens x attention "
+    "DP, aiconfigurator's query scaling), routed top-k with the given distribution (balanced = "
+    "the table's `uniform`; power_law_<a>); the latency is the GPU that processes its share."
+)
+_SHARED_COVERS = (
+    "The whole shared-expert MLP of one MoE layer on one GPU at full size (wide-EP attention-DP "
+    "mode, not TP-split): fused gate/up fp8 GEMM, SiLU x mul, down GEMM (SGLang DeepSeek-V3 "
+    "MLP). tokens = tokens on this GPU; phase generation (CUDA graph) or context."
+)
 _DEEPEP_COVERS = (
-    "DeepEP {phase} (SGLang wide-EP) inside one node of ep GPUs: low_latency = the LL kernel "
-    "(fp8 dispatch, bf16 combine, CUDA-graph friendly); normal = the high-throughput kernel at "
-    "the default 20 SMs (transmit time, notify excluded as measured 0). tokens = tokens per "
-    "rank before dispatch; topk and num_experts as routed."
+    "DeepEP {phase} (SGLang wide-EP) over ep GPUs = nodes x gpus_per_node (one node: NVLink; "
+    "several: NVLink inside a node + the system's scale-out, InfiniBand RDMA, between nodes): "
+    "low_latency = the LL kernel (fp8 dispatch, bf16 combine, CUDA-graph friendly); normal = "
+    "the high-throughput kernel at the default 20 SMs, notify + transmit time. tokens = tokens "
+    "per rank before dispatch; topk and num_experts as routed. Multi-node rows (ep above one "
+    "node) come from the older release that measured them, on this system's GPU only."
 )
 
 _ATTN_PREF = (
@@ -358,6 +417,29 @@ SOURCES: tuple[OpSource, ...] = (
         "(hidden, inter, topk, num_experts) of the shipped models; every dtype, TP, EP and "
         "distribution measured",
     ),
+    OpSource(
+        "moe_wideep",
+        "moe",
+        ("wideep_generation_moe_perf.parquet", "wideep_context_moe_perf.parquet"),
+        "tokens",
+        ("hidden", "inter", "topk", "num_experts", "ep", "distribution", "dtype", "phase"),
+        moe_wideep,
+        _MOE_WIDEEP_COVERS,
+        (("sglang", "the only wide-EP (DeepEP + DeepGEMM) expert tables"),),
+        "(hidden, inter, topk, num_experts) of the shipped models; moe_tp_size 1; every EP, "
+        "distribution and both phases measured",
+    ),
+    OpSource(
+        "shared_expert",
+        "mlp",
+        ("wideep_generation_mlp_perf.parquet", "wideep_context_mlp_perf.parquet"),
+        "tokens",
+        ("hidden", "inter", "dtype", "phase"),
+        shared_expert,
+        _SHARED_COVERS,
+        (("sglang", "the only shared-expert MLP tables (SGLang wide-EP)"),),
+        "(hidden, shared ffn) of the shipped models with shared experts; both phases",
+    ),
     *(
         OpSource(
             name,
@@ -403,7 +485,9 @@ SOURCES: tuple[OpSource, ...] = (
             _DEEPEP_COVERS.format(phase=phase),
             (("sglang", "the only DeepEP low-latency + normal tables"),),
             f"{phase} columns; normal mode at {DEEPEP_NORMAL_SMS} SMs; shipped models' "
-            "(hidden, topk, num_experts)",
+            "(hidden, topk, num_experts); device = this system's GPU; EP degrees missing from "
+            "the newest release filled from older ones",
+            fill_axis="ep",
         )
         for phase in ("dispatch", "combine")
     ),

@@ -15,12 +15,15 @@ def _ctx(name: str):
     return build_context(inst, inst.workloads[0]), inst.pools[0]
 
 
-def test_measured_inside_a_node_alpha_beta_beyond():
+def test_measured_deepep_up_to_eight_nodes_alpha_beta_beyond():
     ctx, pool = _ctx("h200_hgx_9x8")
-    assert ep_exchange(ctx, pool, "dispatch", 64, 8, "low_latency", 1.0).source.startswith(
-        "h200_sxm/"
-    )
-    wide = ep_exchange(ctx, pool, "dispatch", 64, 32, "low_latency", 1.0)
+    for ep in (8, 16, 32, 64):
+        for mode in ("low_latency", "normal"):
+            cost = ep_exchange(ctx, pool, "dispatch", 64, ep, mode, 1.0)
+            assert cost.source.startswith("h200_sxm/sglang/moe_dispatch") and f"ep={ep}," in (
+                cost.source
+            )
+    wide = ep_exchange(ctx, pool, "dispatch", 64, 72, "low_latency", 1.0)
     assert wide.source.startswith("alpha-beta") and "50 GB/s" in wide.source
     assert collective(ctx, pool, "all_reduce", 1 << 20, 8, True).source.startswith("h200_sxm/")
 
@@ -28,6 +31,8 @@ def test_measured_inside_a_node_alpha_beta_beyond():
 def test_what_if_domain_has_no_measurement_beyond_a_node():
     ctx, pool = _ctx("h200_nvl72")
     assert collective(ctx, pool, "all_reduce", 1 << 20, 16, True).source.startswith("alpha-beta")
+    ep16 = ep_exchange(ctx, pool, "combine", 64, 16, "low_latency", 1.0)
+    assert ep16.source.startswith("alpha-beta")
 
 
 @given(st.floats(1e3, 1e9), st.integers(2, 72))

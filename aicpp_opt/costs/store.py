@@ -21,7 +21,10 @@ MS = 1e-3
 
 @dataclass(frozen=True)
 class SystemSpec:
-    """Capacities of one GPU and its links (bytes, bytes/s per GPU per direction)."""
+    """Capacities of one GPU and its links (bytes, bytes/s per GPU per direction), and the memory
+    a serving runtime keeps for itself: ``runtime_reserve_bytes`` (framework, CUDA context,
+    graphs) and ``nccl_mem_bytes`` (NCCL buffers by communicator size); ``reserve_source`` says
+    where those came from (None when the system gives none)."""
 
     name: str
     memory_bytes: int
@@ -29,6 +32,18 @@ class SystemSpec:
     gpus_per_node: int
     nvlink_bw: float
     scaleout_bw: float
+    runtime_reserve_bytes: int | None = None
+    nccl_mem_bytes: dict[int, int] = field(default_factory=dict)
+    reserve_source: str | None = None
+
+    def nccl_bytes(self, group: int) -> int:
+        """NCCL buffer bytes for a communicator of ``group`` GPUs: the entry of the smallest
+        listed size at or above it, else of the largest listed size (0 when none listed)."""
+        sizes = sorted(self.nccl_mem_bytes)
+        if group <= 1 or not sizes:
+            return 0
+        fit = [s for s in sizes if s >= group]
+        return self.nccl_mem_bytes[fit[0] if fit else sizes[-1]]
 
 
 @dataclass
@@ -158,6 +173,9 @@ def read_system(root: Path, system: str) -> tuple[SystemSpec, dict]:
         int(raw["gpus_per_node"]),
         float(raw["nvlink_bw"]),
         float(raw["scaleout_bw"]),
+        raw.get("runtime_reserve_bytes"),
+        {int(k): int(v) for k, v in raw.get("nccl_mem_bytes", {}).items()},
+        raw.get("reserve_source"),
     )
     sel_path = base / "selection.json"
     selection = json.loads(sel_path.read_text()) if sel_path.is_file() else {}

@@ -34,6 +34,10 @@ TIE_BREAK_PER_GPU = 1e-5
 """tokens/s given up per GPU saved when two plans otherwise tie."""
 
 
+class NoPlanError(Exception):
+    """The MILP has no feasible point (the caller explains why in the user's terms)."""
+
+
 @dataclass(frozen=True)
 class DecodeOption:
     """One decode-capable worker shape with its per-replica PWL curve over batch breakpoints.
@@ -48,16 +52,19 @@ class DecodeOption:
     seqs: tuple[float, ...]
     tok_s: tuple[float, ...]
     self_prefill: bool
+    fixed_replicas: int | None = None
     payload: object = None
 
 
 @dataclass(frozen=True)
 class PrefillOption:
-    """A prefill shape at a fixed replica count, with the request rate it sustains within TTFT."""
+    """A prefill shape at a fixed replica count, with the arrival rates (requests/s) at which
+    it meets TTFT: at most ``max_rate`` (queueing), at least ``min_rate`` (batch formation)."""
 
     key: str
     gpus: dict[str, int]
     max_rate: float
+    min_rate: float = 0.0
     payload: object = None
 
 
@@ -85,6 +92,14 @@ def _replica_cap(gpus: dict[str, int], capacity: dict[str, int], budget: int) ->
     return min([budget // total, *caps]) if total else 0
 
 
+def _replicas_allowed(o: DecodeOption, capacity: dict[str, int], budget: int) -> int:
+    """Upper bound on replicas (a fixed count when the option has one; 0 if it cannot fit)."""
+    free = _replica_cap(o.gpus, capacity, budget)
+    if o.fixed_replicas is None:
+        return free
+    return o.fixed_replicas if o.fixed_replicas <= free else 0
+
+
 def _build(
     decode: list[DecodeOption],
     prefill: list[PrefillOption],
@@ -96,9 +111,11 @@ def _build(
 ) -> pyo.ConcreteModel:
     m = pyo.ConcreteModel()
     pools = sorted(capacity)
-    caps = {o.key: _replica_cap(o.gpus, capacity, budget) for o in decode}
+    caps = {o.key: _replicas_allowed(o, capacity, budget) for o in decode}
     dec = [o for o in decode if caps[o.key] >= 1 and o.seqs]
     pre = [p for p in prefill if sum(p.gpus.values()) <= budget]
+    if not dec:
+        raise NoPlanError("no decode option fits the budget")
     m.D = pyo.Set(initialize=[o.key for o in dec], ordered=True)
     m.P = pyo.Set(initialize=[p.key for p in pre], ordered=True)
     by_key = {o.key: o for o in dec}
@@ -111,14 +128,18 @@ def _build(
     m.w = pyo.Var(m.P, within=pyo.Binary)
 
     m.one_decode = pyo.Constraint(expr=sum(m.y[d] for d in m.D) == 1)
-    m.n_on = pyo.Constraint(m.D, rule=lambda _m, d: m.n[d] >= m.y[d])
+    fixed = {o.key for o in dec if o.fixed_replicas is not None}
+    m.n_on = pyo.Constraint(
+        m.D, rule=lambda _m, d: m.n[d] >= (caps[d] if d in fixed else 1) * m.y[d]
+    )
     m.n_off = pyo.Constraint(m.D, rule=lambda _m, d: m.n[d] <= caps[d] * m.y[d])
     m.lam_sum = pyo.Constraint(
         m.D, rule=lambda _m, d: sum(m.lam[d, i] for i in range(len(by_key[d].seqs))) == m.n[d]
     )
     seg_rows = [o.key for o in dec if len(o.seqs) > 1]
     m.one_segment = pyo.Constraint(
-        seg_rows, rule=lambda _m, d: sum(m.z[d, j] for j in range(len(by_key[d].seqs) - 1)) == m.y[d]
+        seg_rows,
+        rule=lambda _m, d: sum(m.z[d, j] for j in range(len(by_key[d].seqs) - 1)) == m.y[d],
     )
 
     def adjacency(_m, d, i):
@@ -137,9 +158,12 @@ def _build(
         expr=sum(m.w[p] for p in m.P) == sum(m.y[d] for d in needs_prefill)
     )
     pre_by_key = {p.key: p for p in pre}
+    decode_rate = sum(tok[d] for d in needs_prefill) / osl
     m.flow_balance = pyo.Constraint(
-        expr=sum(tok[d] for d in needs_prefill) / osl
-        <= sum(m.w[p] * pre_by_key[p].max_rate for p in m.P)
+        expr=decode_rate <= sum(m.w[p] * pre_by_key[p].max_rate for p in m.P)
+    )
+    m.batch_formation = pyo.Constraint(
+        expr=decode_rate >= sum(m.w[p] * pre_by_key[p].min_rate for p in m.P)
     )
 
     def gpus_on(pool: str):
@@ -165,23 +189,26 @@ def _count(m: pyo.ConcreteModel) -> tuple[int, int]:
     return n_vars, n_cons
 
 
-class NoPlanError(Exception):
-    """The MILP has no feasible point (the caller explains why in the user's terms)."""
-
-
 def _solve_once(m: pyo.ConcreteModel, time_limit: float, rel_gap: float):
     solver = SolverFactory("highs")
     res = solver.solve(
-        m, time_limit=time_limit, rel_gap=rel_gap, load_solutions=False, raise_exception_on_nonoptimal_result=False
+        m,
+        time_limit=time_limit,
+        rel_gap=rel_gap,
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
     )
     if res.solution_status not in (SolutionStatus.optimal, SolutionStatus.feasible):
         raise NoPlanError(str(res.termination_condition.name))
     res.solution_loader.load_vars()
     optimal = res.termination_condition == TerminationCondition.convergenceCriteriaSatisfied
     inc, bound = res.incumbent_objective, res.objective_bound
-    gap = 0.0 if optimal and inc is not None and bound is not None and math.isclose(inc, bound) else (
-        abs(bound - inc) / max(abs(inc), 1e-9) if inc is not None and bound is not None else math.inf
-    )
+    if inc is None or bound is None:
+        gap = math.inf
+    elif math.isclose(inc, bound, rel_tol=1e-9, abs_tol=1e-9):
+        gap = 0.0
+    else:
+        gap = abs(bound - inc) / max(abs(inc), 1e-9)
     return res.termination_condition.name, optimal, gap
 
 
@@ -201,14 +228,14 @@ def solve_milp(
     start = time.perf_counter()
     q = 0.0
     history: list[dict] = []
-    for it in range(1, max_iterations + 1):
+    it = 0
+    while it < max_iterations:
+        it += 1
         m = _build(decode, prefill, capacity, budget, osl, resource_weight or {}, q)
         remaining = max(time_limit - (time.perf_counter() - start), 1.0)
         status, optimal, gap = _solve_once(m, remaining, rel_gap)
         tok = pyo.value(m.tok_s)
-        resource = sum(
-            (resource_weight or {}).get(pool, 0.0) * g for pool, g in _gpus(m).items()
-        )
+        resource = sum((resource_weight or {}).get(pool, 0.0) * g for pool, g in _gpus(m).items())
         history.append({"q": q, "tok_s": tok, "resource": resource, "status": status})
         if not resource_weight or resource <= 0:
             break

@@ -44,6 +44,9 @@ class PerfContext:
     pipeline: str = "pipelined"
     routing: str = "power_law_1.01"
     _curves: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    _costs: dict[tuple, Cost] = field(default_factory=dict, repr=False)
+    memo: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    """Callers' memo of derived results (the optimiser caches step times per shape here)."""
 
     def curve(self, pool: str, op: str, **axes: Any) -> Any:
         key = (pool, op, tuple(sorted(axes.items())))
@@ -53,7 +56,15 @@ class PerfContext:
         return curve
 
     def cost(self, pool: str, op: str, x: float, **axes: Any) -> Cost:
-        """Latency of ``op`` at load ``x`` on ``pool``'s system: measured grid or PWL."""
+        """Latency of ``op`` at load ``x`` on ``pool``'s system: measured grid or PWL.
+        Memoised: the optimiser asks for the same op at the same load for many shapes."""
+        key = (pool, op, x, tuple(sorted(axes.items())))
+        hit = self._costs.get(key)
+        if hit is None:
+            hit = self._costs[key] = self._lookup(pool, op, x, **axes)
+        return hit
+
+    def _lookup(self, pool: str, op: str, x: float, **axes: Any) -> Cost:
         curve = self.curve(pool, op, **axes)
         if self.surrogate == "measured":
             lat = curve.eval(x)

@@ -14,8 +14,8 @@ from aicpp_opt.perf.context import PerfContext, build_context
 from aicpp_opt.perf.fleet import Flow, balance, decode_capacity
 from aicpp_opt.perf.memory import MemoryBreakdown, memory_per_gpu
 from aicpp_opt.perf.queueing import ttft_queueing
-from aicpp_opt.perf.step import agg_iteration, decode_step, prefill_chunks, prefill_time
-from aicpp_opt.spec.instance import Instance
+from aicpp_opt.perf.step import agg_iteration, decode_step, prefill_time
+from aicpp_opt.spec.instance import Dimension, Instance
 from aicpp_opt.spec.plan import Plan, Role
 from aicpp_opt.spec.workload import Workload
 
@@ -94,7 +94,7 @@ class Evaluation:
         }
 
 
-def _decode_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
+def decode_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
     ctx_len, b = ctx.workload.decode_context, role.batch_per_gpu
     if role.afd is None:
         return {
@@ -125,7 +125,7 @@ def _decode_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
     }
 
 
-def _prefill_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
+def prefill_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
     """A prefill rank holds ``batch`` requests' KV at the full ISL (spread over its TP GPUs as
     ``kv_bytes`` accounts) and the activations of one chunk of each."""
     tp = role.shape.attn_tp
@@ -141,21 +141,29 @@ def _prefill_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
     return {"gpu": mem}
 
 
-def kv_transfer(ctx: PerfContext, prefill: Role, decode: Role) -> Cost:
-    """One request's KV (full ISL, all layers) from its prefill rank to its decode rank: NVLink
-    when the two roles share a domain of one pool, else the slower scale-out link."""
+def kv_over(ctx: PerfContext, link: Dimension, prefill: Role) -> Cost:
+    """One request's KV (full ISL, all layers) from its prefill rank to its decode rank over
+    ``link``; GQA KV moves as one stream per prefill TP rank, MLA/DSA latent KV as one."""
     m = ctx.model
     nbytes = ctx.workload.isl * m.num_layers * m.kv_cache_bytes_per_token_per_layer
+    streams = 1 if m.attention.kind in ("mla", "dsa") else prefill.shape.attn_tp
+    return p2p(link, nbytes, streams)
+
+
+def kv_link(ctx: PerfContext, prefill: Role, decode: Role) -> Dimension:
+    """NVLink when the two roles share a domain of one pool, else the slower scale-out link."""
     shared = {(p.pool, p.domain) for p in prefill.placement} & {
         (p.pool, p.domain) for p in decode.placement
     }
     pools = [ctx.pools[prefill.pool], ctx.pools[decode.pool]]
     if shared:
-        link = pools[0].link(True)
-    else:
-        link = min((p.link(False) for p in pools), key=lambda d: d.bw)
-    streams = 1 if m.attention.kind in ("mla", "dsa") else prefill.shape.attn_tp
-    return p2p(link, nbytes, streams)
+        return pools[0].link(True)
+    return min((p.link(False) for p in pools), key=lambda d: d.bw)
+
+
+def kv_transfer(ctx: PerfContext, prefill: Role, decode: Role) -> Cost:
+    """One request's KV transfer over the link the placement gives."""
+    return kv_over(ctx, kv_link(ctx, prefill, decode), prefill)
 
 
 def _memory_flags(roles: tuple[RoleResult, ...]) -> list[Flag]:
@@ -216,61 +224,81 @@ def _extrapolation_notes(roles: tuple[RoleResult, ...]) -> list[str]:
     return notes
 
 
+def agg_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
+    """An aggregated GPU holds its decode batch's KV and one iteration's activations."""
+    wl, shape, b = ctx.workload, role.shape, role.batch_per_gpu
+    mem = memory_per_gpu(
+        ctx,
+        role.pool,
+        shape,
+        seqs_per_gpu=b,
+        context=wl.decode_context,
+        tokens_per_gpu=b + role.chunk_tokens / shape.attn_tp,
+    )
+    return {"gpu": mem}
+
+
+def agg_ttft(role: Role, service: float, rate: float) -> Ttft:
+    """TTFT of an aggregated fleet at arrival ``rate``: M/D/c over its attention-DP ranks, each
+    prefilling one request at a time in ``service`` seconds."""
+    wait = ttft_queueing(rate, service, role.replicas * role.shape.attn_dp)
+    return Ttft(wait, service, 0.0, "aggregated: KV stays on the GPU")
+
+
 def _evaluate_agg(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
     role = plan.role("agg")
     wl, shape = ctx.workload, role.shape
-    step = agg_iteration(ctx, role.pool, shape, role.batch_per_gpu, role.chunk_tokens)
-    t_it = step.total
-    n_chunks = len(prefill_chunks(ctx, role.chunk_tokens))
-    servers = role.replicas * shape.attn_dp
-    prefill_cap = servers / (n_chunks * t_it)
+    it = agg_iteration(ctx, role.pool, shape, role.batch_per_gpu, role.chunk_tokens)
+    t_it = it.mean.total
+    prefill_cap = role.replicas * shape.attn_dp / it.prefill_service
     dec_cap = decode_capacity(
         role.replicas, role.batch_per_gpu * shape.attention_gpus, wl.osl, t_it
     )
     flow = balance(prefill_cap, dec_cap, wl.osl, t_it, role.gpus)
-    wait = ttft_queueing(flow.arrival_rate, n_chunks * t_it, servers)
-    ttft = Ttft(wait, n_chunks * t_it, 0.0, "aggregated: KV stays on the GPU")
-    mem = {
-        "gpu": memory_per_gpu(
-            ctx,
-            role.pool,
-            shape,
-            seqs_per_gpu=role.batch_per_gpu,
-            context=wl.decode_context,
-            tokens_per_gpu=role.batch_per_gpu + role.chunk_tokens / shape.attn_tp,
-        )
-    }
-    return (RoleResult("agg", step, mem),), t_it, ttft, flow
+    ttft = agg_ttft(role, it.prefill_service, flow.arrival_rate)
+    return (RoleResult("agg", it.mean, agg_memory(ctx, role)),), t_it, ttft, flow
+
+
+def decode_role_step(ctx: PerfContext, role: Role) -> StepBreakdown:
+    """A decode step of a P/D decode role: plain instance or AFD unit."""
+    if role.afd is None:
+        return decode_step(ctx, role.pool, role.shape, role.batch_per_gpu)
+    return afd_step(ctx, role.pool, role.shape, role.afd, role.batch_per_gpu)
+
+
+def prefill_capacity(role: Role, service: float) -> float:
+    """Requests/s a prefill role completes when busy: its ranks x batch / service time."""
+    return role.replicas * role.shape.attn_dp * role.batch / service
+
+
+def prefill_ttft(role: Role, service: float, rate: float, kv: Cost) -> Ttft:
+    """TTFT at arrival ``rate``: batch formation + M/D/c wait over the prefill ranks (batches
+    of ``role.batch`` requests arrive at rate / batch) + prefill compute + KV transfer."""
+    formation = (role.batch - 1) / (2 * rate) if rate > 0 else 0.0
+    servers = role.replicas * role.shape.attn_dp
+    wait = formation + ttft_queueing(rate / role.batch, service, servers)
+    return Ttft(wait, service, kv.seconds, kv.source)
 
 
 def _evaluate_pd(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
     pre, dec = plan.role("prefill"), plan.role("decode")
     wl = ctx.workload
-    if dec.afd is None:
-        d_step = decode_step(ctx, dec.pool, dec.shape, dec.batch_per_gpu)
-    else:
-        d_step = afd_step(ctx, dec.pool, dec.shape, dec.afd, dec.batch_per_gpu)
+    d_step = decode_role_step(ctx, dec)
     tpot = d_step.total
     p_step = prefill_time(ctx, pre.pool, pre.shape, pre.batch, pre.chunk_tokens)
     service = p_step.total
-    servers = pre.replicas * pre.shape.attn_dp
-    prefill_cap = servers * pre.batch / service
     seqs = dec.batch_per_gpu * dec.shape.attention_gpus
     flow = balance(
-        prefill_cap,
+        prefill_capacity(pre, service),
         decode_capacity(dec.replicas, seqs, wl.osl, tpot),
         wl.osl,
         tpot,
         pre.gpus + dec.gpus,
     )
-    rate = flow.arrival_rate
-    formation = (pre.batch - 1) / (2 * rate) if rate > 0 else 0.0
-    wait = formation + ttft_queueing(rate / pre.batch, service, servers)
-    kv = kv_transfer(ctx, pre, dec)
-    ttft = Ttft(wait, service, kv.seconds, kv.source)
+    ttft = prefill_ttft(pre, service, flow.arrival_rate, kv_transfer(ctx, pre, dec))
     roles = (
-        RoleResult("prefill", p_step, _prefill_memory(ctx, pre)),
-        RoleResult("decode", d_step, _decode_memory(ctx, dec)),
+        RoleResult("prefill", p_step, prefill_memory(ctx, pre)),
+        RoleResult("decode", d_step, decode_memory(ctx, dec)),
     )
     return roles, tpot, ttft, flow
 

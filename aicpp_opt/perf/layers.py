@@ -6,9 +6,11 @@ Decomposition (what each measured table covers, so nothing is counted twice or m
   core, o_proj). GQA: ``gemm`` qkv + ``attention_*`` core + ``gemm`` o_proj.
 - attention TP > 1: an all-reduce of the block output.
 - dense layers: gate/up and down ``gemm`` (TP-split like attention) + all-reduce.
-- MoE layers: router ``gemm`` (bf16), shared experts as ``gemm`` gate/up + down, routed
-  experts as the ``moe`` table (grouped GEMMs incl. activation, on the per-GPU expert shard at
-  the given global token count), EP dispatch/combine and a MoE-TP all-reduce when TP > 1.
+- MoE layers: router ``gemm`` (bf16); shared experts as the whole-MLP ``shared_expert`` table
+  where measured, else ``gemm`` gate/up + down; routed experts as the wide-EP ``moe_wideep``
+  table (DeepEP + DeepGEMM, EP only) where it measured the model's shape, routing and EP, else
+  the fused ``moe`` table (grouped GEMMs incl. activation, on the per-GPU expert shard at the
+  given global token count); EP dispatch/combine and a MoE-TP all-reduce when TP > 1.
 - once per step: the LM head ``gemm`` (bf16, vocab split over attention TP).
 Not in any table and not counted: embedding lookup, residual adds and norms outside the
 attention module, sampling."""
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from aicpp_opt.errors import InputError
 from aicpp_opt.perf.breakdown import Cost
 from aicpp_opt.perf.comm import collective, dtype_bytes
 from aicpp_opt.perf.context import PerfContext
@@ -145,51 +148,86 @@ def dense_mlp(ctx: PerfContext, pool: Pool, shape: Shape, tokens: float, within:
     ]
 
 
-def moe_local(ctx: PerfContext, pool: Pool, tokens_per_gpu: float) -> Items:
-    """Per-token MoE pieces that stay with the attention GPU: router and shared experts."""
+def _phase(decode: bool) -> str:
+    return "generation" if decode else "context"
+
+
+def _measured_or_none(ctx: PerfContext, pool: str, op: str, x: float, **axes) -> Cost | None:
+    """``op`` at load ``x`` when its table measured these axes on this system, else None."""
+    try:
+        return ctx.cost(pool, op, x, **axes)
+    except InputError:
+        return None
+
+
+def moe_local(ctx: PerfContext, pool: Pool, tokens_per_gpu: float, decode: bool = True) -> Items:
+    """Per-token MoE pieces that stay with the attention GPU: router and shared experts. The
+    shared expert is the measured whole-MLP ``shared_expert`` table where it has the model's
+    shape (SGLang wide-EP, full size per GPU), else its two ``gemm``s."""
     m = ctx.model
     h, s = m.hidden_size, m.moe.shared_ffn
     items = [_gemm(ctx, pool.name, "router gemm", tokens_per_gpu, m.moe.num_experts, h, "bfloat16")]
-    if s:
-        items += [
-            _gemm(
-                ctx,
-                pool.name,
-                "shared expert gate/up gemm",
-                tokens_per_gpu,
-                2 * s,
-                h,
-                m.dtypes.weights,
-            ),
-            _gemm(
-                ctx, pool.name, "shared expert down gemm", tokens_per_gpu, h, s, m.dtypes.weights
-            ),
-        ]
-    return items
+    if not s:
+        return items
+    mlp = _measured_or_none(
+        ctx,
+        pool.name,
+        "shared_expert",
+        tokens_per_gpu,
+        hidden=h,
+        inter=s,
+        dtype=m.dtypes.weights,
+        phase=_phase(decode),
+    )
+    if mlp is not None:
+        return [*items, ("shared expert mlp", mlp)]
+    w = m.dtypes.weights
+    return [
+        *items,
+        _gemm(ctx, pool.name, "shared expert gate/up gemm", tokens_per_gpu, 2 * s, h, w),
+        _gemm(ctx, pool.name, "shared expert down gemm", tokens_per_gpu, h, s, w),
+    ]
+
+
+def routed_experts(
+    ctx: PerfContext, pool: str, tokens: float, tp: int, ep: int, decode: bool
+) -> tuple[str, Cost]:
+    """Routed-expert compute on one GPU of a TP x EP group fed ``tokens`` tokens in all: the
+    wide-EP kernels (``moe_wideep``: DeepEP layout + DeepGEMM grouped GEMMs, what large-EP
+    SGLang runs) where measured for the model's shape, dtype, routing and this EP (EP only,
+    TP 1), else the fused-kernel ``moe`` table. The op name says which kernel was used."""
+    m = ctx.model
+    axes = {
+        "hidden": m.hidden_size,
+        "inter": m.moe.expert_ffn,
+        "topk": m.moe.top_k,
+        "num_experts": m.moe.num_experts,
+        "ep": ep,
+        "distribution": ctx.routing,
+        "dtype": m.dtypes.moe,
+    }
+    if tp == 1:
+        wide = _measured_or_none(ctx, pool, "moe_wideep", tokens, phase=_phase(decode), **axes)
+        if wide is not None:
+            return "routed experts (wide-EP DeepEP+DeepGEMM)", wide
+    return "routed experts (fused moe)", ctx.cost(pool, "moe", tokens, tp=tp, **axes)
 
 
 def moe_experts(
-    ctx: PerfContext, pool: Pool, tokens: float, tp: int, ep: int, within: bool
+    ctx: PerfContext,
+    pool: Pool,
+    tokens: float,
+    tp: int,
+    ep: int,
+    within: bool,
+    decode: bool = True,
 ) -> Items:
     """Routed experts for ``tokens`` tokens entering a TP x EP expert group (per-GPU time),
-    plus the MoE-TP all-reduce."""
+    plus the MoE-TP all-reduce. ``decode`` picks the wide-EP table's generation phase."""
     m = ctx.model
-    cost = ctx.cost(
-        pool.name,
-        "moe",
-        tokens,
-        hidden=m.hidden_size,
-        inter=m.moe.expert_ffn,
-        topk=m.moe.top_k,
-        num_experts=m.moe.num_experts,
-        tp=tp,
-        ep=ep,
-        distribution=ctx.routing,
-        dtype=m.dtypes.moe,
-    )
     nbytes = tokens / ep * m.hidden_size * dtype_bytes(m.dtypes.activations)
     return [
-        ("routed experts (moe)", cost),
+        routed_experts(ctx, pool.name, tokens, tp, ep, decode),
         ("MoE TP all-reduce", collective(ctx, pool, "all_reduce", nbytes, tp, within)),
     ]
 

@@ -1,5 +1,6 @@
 """Memory per GPU of a role: its share of the weights, the KV cache at its batch and context,
-activations of its largest forward, and the runtime reserve of the system spec.
+activations of its largest forward, and the runtime reserve of the system spec (runtime /
+framework memory plus NCCL buffers sized by the role's largest communicator).
 
 KV context: decode roles hold ``batch`` sequences at the workload's mean KV length over a
 sequence's decode lifetime, ISL + OSL/2; prefill roles hold their batch at the full ISL.
@@ -80,12 +81,22 @@ def kv_bytes(ctx: PerfContext, attn_tp: int, seqs_per_gpu: float, context: float
     return seqs_per_gpu * share * context * per_token
 
 
-def _reserve(ctx: PerfContext, pool: str) -> tuple[float, str]:
+def largest_communicator(shape: Shape, side: str) -> int:
+    """GPUs in the largest NCCL/DeepEP group a GPU of this role joins: attention TP on the
+    attention side, the MoE TP x EP group on the FFN side, the larger of both otherwise."""
+    groups = {"attention": shape.attn_tp, "ffn": shape.moe_gpus}
+    return groups[side] if side in groups else max(groups.values())
+
+
+def _reserve(ctx: PerfContext, pool: str, group: int) -> tuple[float, str]:
     spec = ctx.system(pool)
-    reserve = getattr(spec, "runtime_reserve_bytes", None)
-    if reserve is None:
+    if spec.runtime_reserve_bytes is None:
         return 0.0, f"system spec of {pool} gives no runtime reserve: 0 counted"
-    return float(reserve), f"system spec of {pool}: runtime_reserve_bytes"
+    nccl = spec.nccl_bytes(group)
+    return float(spec.runtime_reserve_bytes + nccl), (
+        f"{spec.runtime_reserve_bytes / 1e9:.2f} GB runtime + {nccl / 1e9:.2f} GB NCCL buffers "
+        f"(communicator of {group} GPUs) from {spec.reserve_source}"
+    )
 
 
 def memory_per_gpu(
@@ -112,5 +123,5 @@ def memory_per_gpu(
     acts = tokens_per_gpu * ab * (2 * m.hidden_size + 2 * widest)
     if side != "ffn":
         acts += seqs_per_gpu * m.vocab_size / shape.attn_tp * 4
-    reserve, source = _reserve(ctx, pool)
+    reserve, source = _reserve(ctx, pool, largest_communicator(shape, side))
     return MemoryBreakdown(weights, kv, acts, reserve, float(ctx.system(pool).memory_bytes), source)

@@ -5,6 +5,7 @@ of its listed ops; the optimiser calls these per shape and batch."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 from aicpp_opt.perf.breakdown import OpCost, StepBreakdown
 from aicpp_opt.perf.comm import ep_exchange
@@ -89,22 +90,54 @@ def prefill_time(
     return StepBreakdown(tuple(ops), traffic, (NOT_COUNTED,))
 
 
+@dataclass(frozen=True)
+class AggIteration:
+    """Aggregated serving in steady state. A request's uncached prompt is prefilled in
+    ``chunks`` chunks of ``chunk_tokens``, each riding one *mixed* iteration (decode batch plus
+    the chunk); a ``share`` of iterations carries a chunk, the others decode only. ``mean`` is
+    the average iteration (what TPOT sees), ``mixed`` one chunk-carrying iteration."""
+
+    mean: StepBreakdown
+    mixed: StepBreakdown
+    chunks: int
+    share: float
+
+    @property
+    def prefill_service(self) -> float:
+        """Seconds a request's prefill occupies its attention-DP rank."""
+        return self.chunks * self.mixed.total
+
+
+def _scaled(step: StepBreakdown, factor: float, tag: str) -> list[OpCost]:
+    return [replace(op, name=f"{op.name} [{tag}]", count=op.count * factor) for op in step.ops]
+
+
 def agg_iteration(
     ctx: PerfContext, pool: str, shape: Shape, batch_per_gpu: float, chunk_tokens: int
-) -> StepBreakdown:
-    """One aggregated iteration in steady state: the decode batch plus the prefill tokens that
-    replace the sequences finishing per iteration (batch x TP / OSL requests' uncached prompt
-    per attention rank), capped by the ``chunk_tokens`` budget. The prefill span sits at the
-    middle of the uncached prompt (the average over a request's chunks)."""
+) -> AggIteration:
+    """Steady state of an aggregated worker at ``batch_per_gpu`` decode sequences per GPU: the
+    sequences finishing per iteration (batch x TP / OSL per attention rank) are replaced by new
+    requests whose uncached prompts need ``needed`` prefill tokens per iteration; they come in
+    chunks of ``chunk_tokens``, so a share needed / chunk of iterations carries one (capped at
+    1: beyond it the prefill budget cannot keep up, which the capacity check reports). A chunk's
+    attention span sits at the middle of the uncached prompt (the average over its chunks)."""
     wl = ctx.workload
-    needed = batch_per_gpu * shape.attn_tp / wl.osl * wl.new_prompt_tokens
-    chunk = min(float(chunk_tokens), wl.new_prompt_tokens, needed)
-    mid = wl.isl - wl.new_prompt_tokens / 2
-    load = Load(
-        decode_seqs=batch_per_gpu * shape.attn_tp,
-        context=wl.decode_context,
-        prefill_batch=1,
-        start=mid - chunk / 2,
-        end=mid + chunk / 2,
+    seqs = batch_per_gpu * shape.attn_tp
+    chunk = min(float(chunk_tokens), wl.new_prompt_tokens)
+    share = min(1.0, seqs / wl.osl * wl.new_prompt_tokens / chunk)
+    decode_only = forward(
+        ctx, pool, shape, Load(decode_seqs=seqs, context=wl.decode_context), decode=True
     )
-    return forward(ctx, pool, shape, load, decode=True)
+    mid = wl.isl - wl.new_prompt_tokens / 2
+    mixed = forward(
+        ctx,
+        pool,
+        shape,
+        Load(seqs, wl.decode_context, 1, mid - chunk / 2, mid + chunk / 2),
+        decode=True,
+    )
+    ops = _scaled(decode_only, 1.0 - share, "decode-only iterations")
+    ops += _scaled(mixed, share, "iterations with a prefill chunk")
+    note = f"aggregated: {share:.1%} of iterations carry a {chunk:.0f}-token prefill chunk"
+    mean = StepBreakdown(tuple(ops), decode_only.traffic, (note, NOT_COUNTED))
+    return AggIteration(mean, mixed, len(prefill_chunks(ctx, chunk_tokens)), share)

@@ -12,7 +12,7 @@ from typing import Any
 
 from aicpp_opt.errors import InputError
 from aicpp_opt.spec.instance import Instance, read_json
-from aicpp_opt.spec.workload import integer, only_keys, req, text
+from aicpp_opt.spec.workload import integer, num, only_keys, req, text
 
 PLAN_MODES = ("agg", "pd", "afd+pd")
 ROLES = ("agg", "prefill", "decode")
@@ -68,7 +68,8 @@ class Afd:
 
 @dataclass(frozen=True)
 class Role:
-    """One worker role. ``batch_per_gpu``: decode sequences per (attention) GPU; ``batch`` and
+    """One worker role. ``batch_per_gpu``: mean decode sequences per (attention) GPU (a mean
+    over the role's GPUs, so it may be fractional); ``batch`` and
     ``chunk_tokens``: prefill requests per forward and token budget per forward (agg: per
     iteration per attention-DP rank)."""
 
@@ -77,7 +78,7 @@ class Role:
     replicas: int
     placement: tuple[Placement, ...]
     shape: Shape
-    batch_per_gpu: int = 0
+    batch_per_gpu: float = 0.0
     batch: int = 1
     chunk_tokens: int = 0
     afd: Afd | None = None
@@ -242,10 +243,10 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
         replicas=integer(data.get("replicas", 1), f"{where}.replicas"),
         placement=_placement(req(data, "placement", where), f"{where}.placement", instance),
         shape=shape,
-        batch_per_gpu=integer(
+        batch_per_gpu=num(
             data.get("batch_per_gpu", 0 if kind == "prefill" else 1),
             f"{where}.batch_per_gpu",
-            lo=0 if kind == "prefill" else 1,
+            strict=kind != "prefill",
         ),
         batch=integer(data.get("batch", 1), f"{where}.batch"),
         chunk_tokens=integer(
@@ -318,3 +319,39 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
 
 def load_plan(path: str | Path, instance: Instance, num_experts: int | None = None) -> Plan:
     return parse_plan(read_json(path, "plan"), instance, num_experts)
+
+
+def _role_dict(role: Role) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "role": role.role,
+        "pool": role.pool,
+        "replicas": role.replicas,
+        "placement": [{"pool": p.pool, "domain": p.domain, "gpus": p.gpus} for p in role.placement],
+        "shape": {
+            "attn_tp": role.shape.attn_tp,
+            "attn_dp": role.shape.attn_dp,
+            "moe_tp": role.shape.moe_tp,
+            "moe_ep": role.shape.moe_ep,
+        },
+    }
+    if role.role != "prefill":
+        out["batch_per_gpu"] = round(role.batch_per_gpu, 6)
+    if role.role != "decode":
+        out["batch"] = role.batch
+        out["chunk_tokens"] = role.chunk_tokens
+    if role.afd is not None:
+        a = role.afd
+        out["afd"] = {
+            "attention_gpus": a.attention_gpus,
+            "ffn_gpus": a.ffn_gpus,
+            "ffn_pool": a.ffn_pool,
+            "micro_batches": a.micro_batches,
+            "dispatch": a.dispatch,
+            "pairing": [{"attention": list(g.attention), "ffn": list(g.ffn)} for g in a.pairing],
+        }
+    return out
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The JSON form that ``parse_plan`` reads back."""
+    return {"mode": plan.mode, "roles": [_role_dict(r) for r in plan.roles]}

@@ -1,0 +1,298 @@
+"""From candidate shapes to MILP options: each decode-capable shape's PWL curve over batch
+breakpoints, and each prefill shape's sustainable request rate per replica count.
+
+Every number comes from the evaluator's own role-level functions run on the PWL surrogates
+(``surrogate="pwl"``), so the MILP optimises exactly the model the evaluator computes with the
+measured grids replaced by their fits. Dominated shapes (same GPUs per pool, lower capacity)
+are dropped before the MILP: the objective only sees a shape's capacity, so this is exact."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from aicpp_opt.opt.milp import DecodeOption, PrefillOption
+from aicpp_opt.opt.space import Candidate
+from aicpp_opt.perf.context import PerfContext
+from aicpp_opt.perf.evaluate import (
+    agg_memory,
+    agg_ttft,
+    decode_memory,
+    decode_role_step,
+    kv_over,
+    prefill_memory,
+    prefill_ttft,
+)
+from aicpp_opt.perf.step import agg_iteration, prefill_time
+from aicpp_opt.spec.instance import Dimension
+from aicpp_opt.spec.plan import Role
+
+BATCH_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
+"""Decode batch breakpoints (sequences per attention GPU) of every shape's PWL curve."""
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """Multipliers on modelled times, raised by the closed loop when the replay (or the
+    measured evaluator) finds the PWL model optimistic."""
+
+    tpot: float = 1.0
+    ttft: float = 1.0
+    rate: float = 1.0
+    """``rate``: how much faster the decode side really pulls requests than modelled, so
+    prefill (or the aggregated queue) must absorb that much more."""
+
+
+@dataclass(frozen=True)
+class Point:
+    batch: float
+    step_s: float
+    seqs: float
+    tok_s: float
+    prefill_service_s: float = 0.0
+
+
+def _fits(mem: dict) -> bool:
+    return all(m.fits for m in mem.values())
+
+
+def _raw_point(ctx: PerfContext, cand: Candidate, batch: float) -> tuple[float, bool, float]:
+    """(step seconds, memory fits, aggregated prefill service seconds) of the shape at
+    ``batch``, uncorrected; memoised across closed-loop rounds."""
+    key = ("decode_point", cand, batch)
+    hit = ctx.memo.get(key)
+    if hit is None:
+        role = replace(cand.role, batch_per_gpu=batch)
+        if cand.mode == "agg":
+            it = agg_iteration(ctx, role.pool, role.shape, batch, role.chunk_tokens)
+            step, service = it.mean.total, it.prefill_service
+            fits = _fits(agg_memory(ctx, role))
+        else:
+            step, service = decode_role_step(ctx, role).total, 0.0
+            fits = _fits(decode_memory(ctx, role))
+        hit = ctx.memo[key] = (step, fits, service)
+    return hit
+
+
+def decode_point(
+    ctx: PerfContext, cand: Candidate, batch: float, corr: Corrections
+) -> Point | None:
+    """The shape at ``batch`` if TPOT, memory (and, aggregated, an unsaturated prefill) hold."""
+    raw, fits, service = _raw_point(ctx, cand, batch)
+    wl, shape = ctx.workload, cand.role.shape
+    step = raw * corr.tpot
+    seqs = batch * shape.attention_gpus
+    if step > wl.slo.tpot or not fits:
+        return None
+    # aggregated: arrivals must stay below the prefill capacity of the attention-DP ranks
+    if cand.mode == "agg" and seqs / (wl.osl * step) >= shape.attn_dp / (service * corr.tpot):
+        return None
+    return Point(batch, step, seqs, seqs / step, service * corr.tpot)
+
+
+def _grid(max_batch: int) -> list[int]:
+    return [b for b in BATCH_GRID if b <= max_batch]
+
+
+def max_feasible(ctx: PerfContext, cand: Candidate, corr: Corrections, grid: list[int]) -> int:
+    """Index of the largest feasible breakpoint (-1 if none); constraints are monotone in batch."""
+    lo, hi = -1, len(grid) - 1
+    if decode_point(ctx, cand, grid[0], corr) is None:
+        return -1
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if decode_point(ctx, cand, grid[mid], corr) is None:
+            hi = mid - 1
+        else:
+            lo = mid
+    return lo
+
+
+def curve(ctx: PerfContext, cand: Candidate, corr: Corrections, grid: list[int]) -> list[Point]:
+    """All feasible breakpoints, smallest batch first (stops at the first infeasible one)."""
+    points = []
+    for b in grid:
+        p = decode_point(ctx, cand, b, corr)
+        if p is None:
+            break
+        points.append(p)
+    return points
+
+
+@dataclass(frozen=True)
+class DecodeChoice:
+    """What a DecodeOption stands for: the candidate and its breakpoints."""
+
+    candidate: Candidate
+    points: tuple[Point, ...]
+    replicas: int | None = None
+
+
+def _option(key: str, choice: DecodeChoice, self_prefill: bool) -> DecodeOption:
+    return DecodeOption(
+        key=key,
+        gpus=choice.candidate.gpu_map,
+        seqs=tuple(p.seqs for p in choice.points),
+        tok_s=tuple(p.tok_s for p in choice.points),
+        self_prefill=self_prefill,
+        fixed_replicas=choice.replicas,
+        payload=choice,
+    )
+
+
+def pd_decode_options(
+    ctx: PerfContext, cands: Iterable[Candidate], corr: Corrections, max_batch: int
+) -> list[DecodeOption]:
+    """Best decode shape per GPU vector (by capacity at its largest feasible batch)."""
+    grid = _grid(max_batch)
+    best: dict[tuple, tuple[float, Candidate, int]] = {}
+    for cand in cands:
+        i = max_feasible(ctx, cand, corr, grid)
+        if i < 0:
+            continue
+        cap = decode_point(ctx, cand, grid[i], corr).tok_s
+        key = (cand.mode, cand.gpus)
+        if key not in best or cap > best[key][0]:
+            best[key] = (cap, cand, i)
+    out = []
+    for n, (_, cand, i) in enumerate(best.values()):
+        points = tuple(curve(ctx, cand, corr, grid[: i + 1]))
+        out.append(_option(f"{cand.mode}:{n}", DecodeChoice(cand, points), False))
+    return out
+
+
+def agg_options(
+    ctx: PerfContext, cands: Iterable[Candidate], corr: Corrections, max_batch: int, budget: int
+) -> list[DecodeOption]:
+    """Aggregated shapes per replica count: TTFT queues over all replicas' ranks (M/D/c), so
+    the feasible batches depend on the count. Best shape per (GPU vector, count)."""
+    grid = _grid(max_batch)
+    best: dict[tuple, tuple[float, DecodeChoice]] = {}
+    for cand in cands:
+        i = max_feasible(ctx, cand, corr, grid)
+        if i < 0:
+            continue
+        points = curve(ctx, cand, corr, grid[: i + 1])
+        for n in range(1, budget // cand.total_gpus + 1):
+            role = replace(cand.role, replicas=n)
+            ok = []
+            for p in points:
+                rate = n * p.seqs / (ctx.workload.osl * p.step_s) * corr.rate
+                ttft = agg_ttft(role, p.prefill_service_s, rate)
+                if ttft.total > ctx.workload.slo.ttft:
+                    break
+                ok.append(p)
+            if not ok:
+                continue
+            key = (cand.gpus, n)
+            if key not in best or ok[-1].tok_s > best[key][0]:
+                best[key] = (ok[-1].tok_s, DecodeChoice(cand, tuple(ok), n))
+    return [_option(f"agg:{i}", c, True) for i, (_, c) in enumerate(best.values())]
+
+
+def feasible_interval(
+    ttft: Callable[[float], float], limit: float, hi: float
+) -> tuple[float, float] | None:
+    """The arrival rates in (0, hi) with ttft(rate) <= limit, assumed an interval (TTFT falls
+    with rate while batches form faster, then rises with queueing)."""
+    grid = [hi * (1 - 1e-9) * 2.0 ** (-k / 4) for k in range(80)][::-1]
+    ok = [r for r in grid if ttft(r) <= limit]
+    if not ok:
+        return None
+    lo_ok, hi_ok = ok[0], ok[-1]
+
+    def edge(good: float, bad: float) -> float:
+        for _ in range(60):
+            mid = 0.5 * (good + bad)
+            good, bad = (mid, bad) if ttft(mid) <= limit else (good, mid)
+        return good
+
+    below = [r for r in grid if r < lo_ok]
+    lo = edge(lo_ok, below[-1]) if below else 0.0
+    above = [r for r in grid if r > hi_ok]
+    return lo, edge(hi_ok, above[0] if above else hi)
+
+
+@dataclass(frozen=True)
+class PrefillChoice:
+    role: Role
+    service_s: float
+
+
+def prefill_options(
+    ctx: PerfContext,
+    roles: Iterable[Role],
+    corr: Corrections,
+    link: Dimension,
+    budget: int,
+) -> list[PrefillOption]:
+    """Per prefill shape and replica count, the arrival-rate interval meeting TTFT (queueing,
+    compute and KV transfer over ``link``). Best per (pool, GPUs) by max rate, and by min rate."""
+    slo = ctx.workload.slo.ttft
+    best: dict[tuple, PrefillOption] = {}
+    for role in roles:
+        if not _fits(prefill_memory(ctx, role)):
+            continue
+        service = prefill_time(ctx, role.pool, role.shape, role.batch, role.chunk_tokens).total
+        service *= corr.ttft
+        kv = kv_over(ctx, link, role)
+        if service + kv.seconds > slo:
+            continue
+        g = role.shape.attention_gpus
+        for n in range(1, budget // g + 1):
+            r = replace(role, replicas=n)
+            cap = n * role.shape.attn_dp * role.batch / service
+            span = feasible_interval(
+                lambda rate, r=r, s=service, kv=kv: prefill_ttft(r, s, rate, kv).total, slo, cap
+            )
+            if span is None:
+                continue
+            opt = PrefillOption(
+                key="",
+                gpus={role.pool: n * g},
+                max_rate=span[1] / corr.rate,
+                min_rate=span[0] / corr.rate,
+                payload=PrefillChoice(r, service),
+            )
+            for tag, better in (
+                ("max", lambda a, b: a.max_rate > b.max_rate),
+                ("min", lambda a, b: (a.min_rate, -a.max_rate) < (b.min_rate, -b.max_rate)),
+            ):
+                key = (tag, role.pool, g, n)
+                if key not in best or better(opt, best[key]):
+                    best[key] = opt
+    unique = {id(o): o for o in best.values()}.values()
+    return [replace(o, key=f"prefill:{i}") for i, o in enumerate(unique)]
+
+
+def planning_kv_link(ctx: PerfContext) -> Dimension:
+    """The P->D link assumed while choosing shapes: NVLink when the whole instance is one
+    domain, else the slowest scale-out link (the final placement may do better, never worse)."""
+    pools = list(ctx.pools.values())
+    if len(pools) == 1 and pools[0].num_domains == 1:
+        return pools[0].link(True)
+    return min((p.link(False) for p in pools), key=lambda d: d.bw)
+
+
+def batch_for_rate(
+    ctx: PerfContext, choice: DecodeChoice, corr: Corrections, seqs_rate: float
+) -> float:
+    """The batch per attention GPU at which one replica's modelled output (sequences / step)
+    equals ``seqs_rate`` tokens/s: the MILP interpolates throughput linearly between
+    breakpoints, the evaluator computes it at the batch, so the plan takes the batch that
+    delivers the MILP's rate (inside the same segment, where every constraint holds)."""
+    pts = choice.points
+    if seqs_rate >= pts[-1].tok_s:
+        return pts[-1].batch
+    hi_i = next(i for i, p in enumerate(pts) if p.tok_s >= seqs_rate)
+    if hi_i == 0:
+        lo, hi = 0.0, pts[0].batch
+    else:
+        lo, hi = pts[hi_i - 1].batch, pts[hi_i].batch
+    g = choice.candidate.role.shape.attention_gpus
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        step = _raw_point(ctx, choice.candidate, mid)[0] * corr.tpot
+        lo, hi = (mid, hi) if mid * g / step < seqs_rate else (lo, mid)
+    return hi

@@ -12,7 +12,7 @@ from aicpp_opt.errors import InfeasibleError, InputError
 
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
-    "solve": "aicpp_opt.opt.cli:solve",
+    "solve": "aicpp_opt.opt.cli:solve_command",
     "frontier": "aicpp_opt.opt.cli:frontier",
     "compare": "aicpp_opt.opt.cli:compare",
     "evaluate": "aicpp_opt.perf.cli:evaluate",

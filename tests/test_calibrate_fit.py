@@ -2,10 +2,18 @@
 error target met on every training point."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calibrate.fit import chord_ok, fewest_breakpoints, fit_series, holdout_mask, pwl_eval
+from calibrate.fit import (
+    chord_ok,
+    fewest_breakpoints,
+    fit_series,
+    holdout_mask,
+    isotonic,
+    pwl_eval,
+)
 
 
 @st.composite
@@ -69,3 +77,24 @@ def test_extrapolation_extends_last_segment_and_clamps_below():
     px, py = np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 3.0])
     assert pwl_eval(px, py, 8.0) == 7.0
     assert pwl_eval(px, py, 0.5) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.01, 10), min_size=1, max_size=40))
+def test_isotonic_is_non_decreasing_and_keeps_the_mean(ys):
+    y = np.array(ys)
+    p = isotonic(y)
+    assert np.all(np.diff(p) >= -1e-12) and p.mean() == pytest.approx(y.mean())
+    if np.all(np.diff(y) >= 0):
+        assert np.allclose(p, y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(6, 40), st.floats(0.01, 0.2))
+def test_monotone_fit_errors_are_against_the_raw_points(n, bump):
+    x = np.arange(1.0, n + 1)
+    y = x.copy()
+    held = holdout_mask(n)
+    y[held] *= 1 + bump
+    fit = fit_series(x, y, monotone=True)
+    assert np.allclose(fit.heldout_rel_err, bump / (1 + bump))

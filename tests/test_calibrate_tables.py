@@ -82,10 +82,30 @@ def test_dsa_tables_have_both_kv_dtypes(built):
         assert kv == {"bfloat16", "fp8"}
 
 
-def test_pwl_breakpoints_are_measured_points(built):
-    for s in _table(built, "dsa_generation")["series"]:
+@pytest.mark.parametrize("op", ["dsa_generation", "alltoall"])
+def test_pwl_breakpoints_are_measured_points(built, op):
+    """Breakpoints sit at measured loads; their values are the measured ones, or (tables whose
+    fit keeps the isotonic projection) non-decreasing values within the series' range."""
+    doc = _table(built, op)
+    raw = doc["fit"]["training"].startswith("raw")
+    assert doc["fit"]["training"] in doc["fit"]["alternatives"]
+    for s in doc["series"]:
         lookup = dict(zip(s["x"], s["latency_ms"], strict=True))
-        assert all(lookup[x] == y for x, y in zip(s["pwl_x"], s["pwl_ms"], strict=True))
+        assert set(s["pwl_x"]) <= set(lookup)
+        if raw:
+            assert all(lookup[x] == y for x, y in zip(s["pwl_x"], s["pwl_ms"], strict=True))
+        else:
+            assert np.all(np.diff(s["pwl_ms"]) >= 0)
+            assert (
+                min(s["latency_ms"]) <= min(s["pwl_ms"]) <= max(s["pwl_ms"]) <= max(s["latency_ms"])
+            )
+
+
+def test_fit_keeps_the_training_with_the_lower_held_out_p95(built):
+    for op in ("gemm", "moe", "all_reduce"):
+        doc = _table(built, op)
+        alts = doc["fit"]["alternatives"]
+        assert doc["error"]["p95_rel_err"] == min(a["p95_rel_err"] for a in alts.values())
 
 
 def test_rerun_is_byte_identical(built, pkg, tmp_path):

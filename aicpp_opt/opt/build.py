@@ -81,18 +81,22 @@ def place(instance: Instance, roles: list[Role]) -> list[Role] | None:
     return [replace(r, placement=_merge(placed.get(i, []))) for i, r in enumerate(roles)]
 
 
-def plan_from(
-    result: MilpResult, instance: Instance, ctx: PerfContext, corr: Corrections
+def build_plan(
+    instance: Instance,
+    ctx: PerfContext,
+    corr: Corrections,
+    choice: DecodeChoice,
+    replicas: int,
+    tok_s: float,
+    prefill: PrefillChoice | None,
 ) -> Plan | None:
-    """The plan the MILP chose (validated like any user plan), or None if it does not pack."""
-    choice: DecodeChoice = result.decode.payload
+    """The plan running ``replicas`` of the decode choice at ``tok_s`` output tokens/s in total
+    (with its prefill role), validated like any user plan; None if it does not pack."""
     cand = choice.candidate
-    batch = batch_for_rate(ctx, choice, corr, result.tok_s / result.replicas)
-    decode = replace(cand.role, replicas=result.replicas, batch_per_gpu=batch)
-    roles = [decode]
-    if result.prefill is not None:
-        pre: PrefillChoice = result.prefill.payload
-        roles.insert(0, pre.role)
+    batch = batch_for_rate(ctx, choice, corr, tok_s / replicas)
+    roles = [replace(cand.role, replicas=replicas, batch_per_gpu=batch)]
+    if prefill is not None:
+        roles.insert(0, prefill.role)
     placed = place(instance, roles)
     if placed is None:
         return None
@@ -101,3 +105,13 @@ def plan_from(
         return parse_plan(plan_to_dict(plan), instance, ctx.model.moe.num_experts)
     except InputError as err:  # the optimiser built a plan the validator rejects: a bug
         raise RuntimeError(f"optimiser produced an invalid plan: {err}") from err
+
+
+def plan_from(
+    result: MilpResult, instance: Instance, ctx: PerfContext, corr: Corrections
+) -> Plan | None:
+    """The plan the MILP chose."""
+    prefill = result.prefill.payload if result.prefill is not None else None
+    return build_plan(
+        instance, ctx, corr, result.decode.payload, result.replicas, result.tok_s, prefill
+    )

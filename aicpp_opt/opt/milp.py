@@ -112,8 +112,8 @@ def _build(
     m = pyo.ConcreteModel()
     pools = sorted(capacity)
     caps = {o.key: _replicas_allowed(o, capacity, budget) for o in decode}
-    dec = [o for o in decode if caps[o.key] >= 1 and o.seqs]
     pre = [p for p in prefill if sum(p.gpus.values()) <= budget]
+    dec = [o for o in decode if caps[o.key] >= 1 and o.seqs and (o.self_prefill or pre)]
     if not dec:
         raise NoPlanError("no decode option fits the budget")
     m.D = pyo.Set(initialize=[o.key for o in dec], ordered=True)
@@ -154,17 +154,21 @@ def _build(
     tok = {o.key: sum(m.lam[o.key, i] * o.tok_s[i] for i in range(len(o.seqs))) for o in dec}
     m.tok_s = pyo.Expression(expr=sum(tok.values()))
     needs_prefill = [o.key for o in dec if not o.self_prefill]
-    m.one_prefill = pyo.Constraint(
-        expr=sum(m.w[p] for p in m.P) == sum(m.y[d] for d in needs_prefill)
-    )
     pre_by_key = {p.key: p for p in pre}
-    decode_rate = sum(tok[d] for d in needs_prefill) / osl
-    m.flow_balance = pyo.Constraint(
-        expr=decode_rate <= sum(m.w[p] * pre_by_key[p].max_rate for p in m.P)
-    )
-    m.batch_formation = pyo.Constraint(
-        expr=decode_rate >= sum(m.w[p] * pre_by_key[p].min_rate for p in m.P)
-    )
+    if needs_prefill:
+        m.one_prefill = pyo.Constraint(
+            expr=sum(m.w[p] for p in m.P) == sum(m.y[d] for d in needs_prefill)
+        )
+        decode_rate = sum(tok[d] for d in needs_prefill) / osl
+        m.flow_balance = pyo.Constraint(
+            expr=decode_rate <= sum(m.w[p] * pre_by_key[p].max_rate for p in m.P)
+        )
+        m.batch_formation = pyo.Constraint(
+            expr=decode_rate >= sum(m.w[p] * pre_by_key[p].min_rate for p in m.P)
+        )
+    else:
+        pre, pre_by_key = [], {}
+        m.w.fix(0)
 
     def gpus_on(pool: str):
         return sum(m.n[o.key] * o.gpus.get(pool, 0) for o in dec) + sum(

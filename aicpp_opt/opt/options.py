@@ -8,7 +8,7 @@ are dropped before the MILP: the objective only sees a shape's capacity, so this
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from aicpp_opt.opt.milp import DecodeOption, PrefillOption
@@ -162,11 +162,26 @@ def pd_decode_options(
     return out
 
 
+def agg_feasible_prefix(
+    ctx: PerfContext, cand: Candidate, points: list[Point], replicas: int, corr: Corrections
+) -> list[Point]:
+    """The breakpoints at which ``replicas`` aggregated replicas meet TTFT: the prefill queue is
+    M/D/c over all their attention-DP ranks, so more replicas allow larger batches."""
+    role = replace(cand.role, replicas=replicas)
+    ok = []
+    for p in points:
+        rate = replicas * p.seqs / (ctx.workload.osl * p.step_s) * corr.rate
+        if agg_ttft(role, p.prefill_service_s, rate).total > ctx.workload.slo.ttft:
+            break
+        ok.append(p)
+    return ok
+
+
 def agg_options(
     ctx: PerfContext, cands: Iterable[Candidate], corr: Corrections, max_batch: int, budget: int
 ) -> list[DecodeOption]:
-    """Aggregated shapes per replica count: TTFT queues over all replicas' ranks (M/D/c), so
-    the feasible batches depend on the count. Best shape per (GPU vector, count)."""
+    """Aggregated shapes per replica count (their TTFT depends on it): the best shape per
+    (GPU vector, count)."""
     grid = _grid(max_batch)
     best: dict[tuple, tuple[float, DecodeChoice]] = {}
     for cand in cands:
@@ -175,18 +190,9 @@ def agg_options(
             continue
         points = curve(ctx, cand, corr, grid[: i + 1])
         for n in range(1, budget // cand.total_gpus + 1):
-            role = replace(cand.role, replicas=n)
-            ok = []
-            for p in points:
-                rate = n * p.seqs / (ctx.workload.osl * p.step_s) * corr.rate
-                ttft = agg_ttft(role, p.prefill_service_s, rate)
-                if ttft.total > ctx.workload.slo.ttft:
-                    break
-                ok.append(p)
-            if not ok:
-                continue
+            ok = agg_feasible_prefix(ctx, cand, points, n, corr)
             key = (cand.gpus, n)
-            if key not in best or ok[-1].tok_s > best[key][0]:
+            if ok and (key not in best or ok[-1].tok_s > best[key][0]):
                 best[key] = (ok[-1].tok_s, DecodeChoice(cand, tuple(ok), n))
     return [_option(f"agg:{i}", c, True) for i, (_, c) in enumerate(best.values())]
 
@@ -220,17 +226,16 @@ class PrefillChoice:
     service_s: float
 
 
-def prefill_options(
+def prefill_rates(
     ctx: PerfContext,
     roles: Iterable[Role],
     corr: Corrections,
     link: Dimension,
     budget: int,
-) -> list[PrefillOption]:
+) -> Iterator[PrefillOption]:
     """Per prefill shape and replica count, the arrival-rate interval meeting TTFT (queueing,
-    compute and KV transfer over ``link``). Best per (pool, GPUs) by max rate, and by min rate."""
+    compute and KV transfer over ``link``)."""
     slo = ctx.workload.slo.ttft
-    best: dict[tuple, PrefillOption] = {}
     for role in roles:
         if not _fits(prefill_memory(ctx, role)):
             continue
@@ -246,22 +251,35 @@ def prefill_options(
             span = feasible_interval(
                 lambda rate, r=r, s=service, kv=kv: prefill_ttft(r, s, rate, kv).total, slo, cap
             )
-            if span is None:
-                continue
-            opt = PrefillOption(
-                key="",
-                gpus={role.pool: n * g},
-                max_rate=span[1] / corr.rate,
-                min_rate=span[0] / corr.rate,
-                payload=PrefillChoice(r, service),
-            )
-            for tag, better in (
-                ("max", lambda a, b: a.max_rate > b.max_rate),
-                ("min", lambda a, b: (a.min_rate, -a.max_rate) < (b.min_rate, -b.max_rate)),
-            ):
-                key = (tag, role.pool, g, n)
-                if key not in best or better(opt, best[key]):
-                    best[key] = opt
+            if span is not None:
+                yield PrefillOption(
+                    key="",
+                    gpus={role.pool: n * g},
+                    max_rate=span[1] / corr.rate,
+                    min_rate=span[0] / corr.rate,
+                    payload=PrefillChoice(r, service),
+                )
+
+
+def prefill_options(
+    ctx: PerfContext,
+    roles: Iterable[Role],
+    corr: Corrections,
+    link: Dimension,
+    budget: int,
+) -> list[PrefillOption]:
+    """The prefill rates, keeping per (pool, GPUs) the option with the highest max rate and the
+    one with the lowest min rate (together they cover every rate the others allow)."""
+    best: dict[tuple, PrefillOption] = {}
+    for opt in prefill_rates(ctx, roles, corr, link, budget):
+        g = sum(opt.gpus.values())
+        for tag, better in (
+            ("max", lambda a, b: a.max_rate > b.max_rate),
+            ("min", lambda a, b: (a.min_rate, -a.max_rate) < (b.min_rate, -b.max_rate)),
+        ):
+            key = (tag, *opt.gpus, g)
+            if key not in best or better(opt, best[key]):
+                best[key] = opt
     unique = {id(o): o for o in best.values()}.values()
     return [replace(o, key=f"prefill:{i}") for i, o in enumerate(unique)]
 

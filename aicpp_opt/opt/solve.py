@@ -6,9 +6,11 @@ optimistic by the observed ratio and solves again (a bounded loop, each round re
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt.errors import InfeasibleError
 from aicpp_opt.opt import space
 from aicpp_opt.opt.build import plan_from
 from aicpp_opt.opt.milp import DecodeOption, MilpResult, NoPlanError, PrefillOption, solve_milp
@@ -20,15 +22,11 @@ from aicpp_opt.opt.options import (
     planning_kv_link,
     prefill_options,
 )
-from aicpp_opt.perf.context import PerfContext, build_context
+from aicpp_opt.opt.problem import Problem, resource_weights
 from aicpp_opt.perf.evaluate import Evaluation, evaluate_context
 from aicpp_opt.perf.step import prefill_time
-from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.plan import Plan
-from aicpp_opt.spec.workload import Workload
 
-MODES = ("agg", "pd", "afd+pd")
-OBJECTIVES = ("throughput", "per-gpu", "per-dollar")
 MAX_ROUNDS = 4
 
 
@@ -45,60 +43,35 @@ class Round:
     checker: str
 
 
+@dataclass(frozen=True)
+class SolverStats:
+    """How the plan was found: MILP (status, proven gap, size) or enumeration (combinations)."""
+
+    method: str
+    status: str
+    optimal: bool
+    gap: float
+    seconds: float
+    n_vars: int
+    n_constraints: int
+    iterations: int = 1
+
+
+def milp_stats(m: MilpResult, seconds: float) -> SolverStats:
+    return SolverStats(
+        "milp", m.status, m.optimal, m.gap, seconds, m.n_vars, m.n_constraints, m.iterations
+    )
+
+
 @dataclass
 class Outcome:
     plan: Plan
-    milp: MilpResult
+    solver: SolverStats
     predicted: Evaluation
     evaluated: Evaluation
     rounds: list[Round] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Problem:
-    """Everything fixed for one solve: instance, workload, contexts, modes, budget, objective."""
-
-    instance: Instance
-    workload: Workload
-    modes: tuple[str, ...]
-    budget: int
-    objective: str
-    pwl: PerfContext
-    measured: PerfContext
-
-    @property
-    def capacity(self) -> dict[str, int]:
-        return {p.name: p.gpus for p in self.instance.pools}
-
-
-def make_problem(
-    instance: Instance,
-    workload: Workload,
-    modes: tuple[str, ...] | None = None,
-    budget: int | None = None,
-    objective: str | None = None,
-) -> Problem:
-    modes = tuple(modes or instance.search.modes)
-    for m in modes:
-        if m not in MODES:
-            raise InputError("--mode", f"unknown mode {m!r}; use auto or one of {', '.join(MODES)}")
-    total = sum(p.gpus for p in instance.pools)
-    if budget is not None and budget < 1:
-        raise InputError("--budget", f"must be at least 1 GPU, got {budget}")
-    objective = objective or instance.search.objective.replace("_", "-")
-    if objective not in OBJECTIVES:
-        raise InputError("--objective", f"unknown {objective!r}; use {', '.join(OBJECTIVES)}")
-    if objective == "per-dollar":
-        missing = [p.name for p in instance.pools if p.cost_per_gpu_hour is None]
-        if missing:
-            raise InputError(
-                f"cluster.pools[{missing[0]}].cost_per_gpu_hour",
-                "is required for --objective per-dollar",
-            )
-    pwl = build_context(instance, workload, surrogate="pwl")
-    measured = build_context(instance, workload, model=pwl.model, costs=pwl.costs)
-    return Problem(instance, workload, modes, min(budget or total, total), objective, pwl, measured)
+    replay: object = None
 
 
 def options(prob: Problem, corr: Corrections) -> tuple[list[DecodeOption], list[PrefillOption]]:
@@ -117,14 +90,6 @@ def options(prob: Problem, corr: Corrections) -> tuple[list[DecodeOption], list[
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
         pre = prefill_options(ctx, roles, corr, planning_kv_link(ctx), prob.budget)
     return dec, pre
-
-
-def resource_weights(prob: Problem) -> dict[str, float] | None:
-    if prob.objective == "per-gpu":
-        return {p.name: 1.0 for p in prob.instance.pools}
-    if prob.objective == "per-dollar":
-        return {p.name: float(p.cost_per_gpu_hour) for p in prob.instance.pools}
-    return None
 
 
 def explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: list) -> str:
@@ -193,7 +158,8 @@ def _fastest_decode(prob: Problem, corr: Corrections):
     return best
 
 
-def solve_once(prob: Problem, corr: Corrections, time_limit: float) -> tuple[Plan, MilpResult]:
+def solve_once(prob: Problem, corr: Corrections, time_limit: float) -> tuple[Plan, SolverStats]:
+    start = time.perf_counter()
     dec, pre = options(prob, corr)
     if not dec:
         raise InfeasibleError(explain(prob, corr, dec, pre))
@@ -213,52 +179,88 @@ def solve_once(prob: Problem, corr: Corrections, time_limit: float) -> tuple[Pla
             raise InfeasibleError(explain(prob, corr, dec, pre)) from None
         plan = plan_from(result, prob.instance, prob.pwl, corr)
         if plan is not None:
-            return plan, result
+            return plan, milp_stats(result, time.perf_counter() - start)
         # the GPU counts fit but the blocks do not pack into the domains: one GPU less
         pool = max(result.gpus, key=result.gpus.get)
         capacity[pool] = result.gpus[pool] - 1
     raise InfeasibleError("no plan packs into the scale-up domains of the instance")
 
 
-def tighten(corr: Corrections, predicted: Evaluation, checked: Evaluation) -> Corrections:
+def tighten(corr: Corrections, predicted: Checked, checked: Checked) -> Corrections:
     """Scale every modelled quantity the check found worse than predicted by the observed
     ratio (never loosen): decode step, prefill service, and the decode side's request pull."""
-    pf, cf = predicted.flow, checked.flow
     return Corrections(
         tpot=corr.tpot * max(1.0, checked.tpot / predicted.tpot),
-        ttft=corr.ttft * max(1.0, checked.ttft.prefill / predicted.ttft.prefill),
-        rate=corr.rate * max(1.0, cf.decode_capacity / pf.decode_capacity * 1.001),
+        ttft=corr.ttft * max(1.0, checked.prefill / predicted.prefill),
+        rate=corr.rate * max(1.0, checked.decode_rps / predicted.decode_rps * 1.001),
     )
 
 
-def solve(prob: Problem, time_limit: float = 60.0, corr: Corrections | None = None) -> Outcome:
-    """Solve, then re-check on the measured grids; tighten and re-solve while an SLO breaks."""
-    corr = corr or Corrections()
+@dataclass(frozen=True)
+class Checked:
+    """What a check (the measured evaluator or a replay) found for a plan."""
+
+    checker: str
+    tpot: float
+    ttft: float
+    prefill: float
+    decode_rps: float
+    feasible: bool
+    report: object = None
+
+
+def evaluator_check(ev: Evaluation, checker: str) -> Checked:
+    return Checked(
+        checker,
+        ev.tpot,
+        ev.ttft.total,
+        ev.ttft.prefill,
+        ev.flow.decode_capacity,
+        ev.feasible,
+        ev,
+    )
+
+
+Finder = Callable[[Problem, Corrections, float], tuple[Plan, SolverStats]]
+Replayer = Callable[[Plan, Evaluation], Checked]
+
+
+def solve(
+    prob: Problem,
+    time_limit: float = 60.0,
+    method: str = "milp",
+    replay: Replayer | None = None,
+) -> Outcome:
+    """Find the best plan (MILP, or the enumeration oracle), then check it on the measured
+    grids and, when ``replay`` is given, on the network replay; while a check breaks an SLO,
+    tighten the model by what it found and solve again (at most ``MAX_ROUNDS`` rounds)."""
+    if method == "enumerate":
+        from aicpp_opt.opt.enumerate import enumerate_once as find
+    else:
+        find = solve_once
+    corr = Corrections()
     rounds: list[Round] = []
     warnings: list[str] = []
     for _ in range(MAX_ROUNDS):
-        plan, milp = solve_once(prob, corr, time_limit)
+        plan, stats = find(prob, corr, time_limit)
         predicted = evaluate_context(prob.pwl, plan)
         evaluated = evaluate_context(prob.measured, plan)
-        holds = evaluated.feasible
-        rounds.append(
-            Round(
-                corr,
-                predicted.tpot,
-                evaluated.tpot,
-                predicted.ttft.total,
-                evaluated.ttft.total,
-                holds,
-                "evaluator (measured grids)",
-            )
-        )
-        if holds:
+        pred = evaluator_check(predicted, "MILP (PWL)")
+        checks = [evaluator_check(evaluated, "evaluator (measured grids)")]
+        if replay is not None and checks[0].feasible:
+            checks.append(replay(plan, evaluated))
+        for c in checks:
+            rounds.append(Round(corr, pred.tpot, c.tpot, pred.ttft, c.ttft, c.feasible, c.checker))
+        broken = next((c for c in checks if not c.feasible), None)
+        if broken is None:
             break
-        corr = tighten(corr, predicted, evaluated)
+        corr = tighten(corr, pred, broken)
     else:
-        warnings.append(f"the measured evaluation still breaks an SLO after {MAX_ROUNDS} rounds")
-    if not milp.optimal:
+        warnings.append(f"a check still breaks an SLO after {MAX_ROUNDS} rounds")
+    if not stats.optimal:
         warnings.append(
-            f"solver stopped at its time limit ({milp.status}); best plan found, gap {milp.gap:.2%}"
+            f"solver stopped at its time limit ({stats.status}); best plan found, "
+            f"gap {stats.gap:.2%}"
         )
-    return Outcome(plan, milp, predicted, evaluated, rounds, warnings)
+    replayed = checks[-1].report if replay is not None and len(checks) > 1 else None
+    return Outcome(plan, stats, predicted, evaluated, rounds, warnings, replayed)

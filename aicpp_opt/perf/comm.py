@@ -4,8 +4,10 @@ matches the measured setting, else an alpha-beta model on the instance's links (
 "Matches the measured setting" means: the group sits inside one NVLink domain of the instance,
 is no larger than the system's measured node (``gpus_per_node``) and the instance's NVLink
 bandwidth equals the system's; or, for groups spanning domains, the instance's domain is the
-system's node and its scale-out bandwidth is the system's. Anything else (e.g. EP 64 inside a
-72-GPU NVLink domain built from H200s) has no measurement and uses alpha-beta.
+system's node and its scale-out bandwidth is the system's (DeepEP is measured over 1, 2, 4 and
+8 such nodes on h100_sxm / h200_sxm, so EP 8..64; one node elsewhere). Anything else (e.g. EP 64
+inside a 72-GPU NVLink domain built from H200s, or EP 128 over 16 nodes) has no measurement and
+uses alpha-beta.
 
 Alpha-beta (B: bytes, n: group size, bw/alpha: per-GPU per-direction link of the instance):
 all_reduce 2(n-1)/n B/bw + 2(n-1) alpha (ring); all_gather / reduce_scatter (n-1)/n B/bw +

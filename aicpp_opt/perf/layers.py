@@ -137,8 +137,11 @@ def attention(ctx: PerfContext, pool: Pool, shape: Shape, load: Load, within: bo
 
 
 def dense_mlp(ctx: PerfContext, pool: Pool, shape: Shape, tokens: float, within: bool) -> Items:
-    """A dense layer's MLP on ``tokens`` per TP group, TP-split like attention."""
+    """A dense layer's MLP on ``tokens`` per TP group, TP-split like attention (nothing for a
+    model without dense layers)."""
     m, tp = ctx.model, shape.attn_tp
+    if not m.num_dense_layers or not m.dense_ffn:
+        return []
     h, f, w = m.hidden_size, m.dense_ffn // tp, m.dtypes.weights
     nbytes = tokens * h * dtype_bytes(m.dtypes.activations)
     return [

@@ -47,11 +47,13 @@ def forward(
     ops = costed(attn, "dense", m.num_dense_layers)
     ops += costed(dense_mlp(ctx, pool, shape, tokens_rank, within), "dense", m.num_dense_layers)
     ops += costed(attn, "moe", m.num_moe_layers)
-    ops += costed(moe_local(ctx, pool, tokens_gpu), "moe", m.num_moe_layers)
+    ops += costed(moe_local(ctx, pool, tokens_gpu, decode), "moe", m.num_moe_layers)
     ep, mode = shape.moe_ep, "low_latency" if decode else "normal"
     skew = skew_factor(ctx.routing, m.moe.num_experts, m.moe.top_k, ep)
     moe_items = [("EP dispatch", ep_exchange(ctx, pool, "dispatch", tokens_gpu, ep, mode, skew))]
-    moe_items += moe_experts(ctx, pool, tokens_gpu * shape.moe_gpus, shape.moe_tp, ep, within)
+    moe_items += moe_experts(
+        ctx, pool, tokens_gpu * shape.moe_gpus, shape.moe_tp, ep, within, decode
+    )
     moe_items.append(("EP combine", ep_exchange(ctx, pool, "combine", tokens_gpu, ep, mode, skew)))
     ops += costed(moe_items, "moe", m.num_moe_layers)
     head_tokens = load.decode_seqs + load.prefill_batch

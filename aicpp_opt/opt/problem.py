@@ -1,0 +1,69 @@
+"""One optimisation problem: instance, workload, allowed modes, GPU budget and objective,
+with the two evaluation contexts (PWL surrogates for the optimiser, measured grids for the
+check) built once and shared by every solve and check of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aicpp_opt.errors import InputError
+from aicpp_opt.perf.context import PerfContext, build_context
+from aicpp_opt.spec.instance import Instance
+from aicpp_opt.spec.workload import Workload
+
+MODES = ("agg", "pd", "afd+pd")
+OBJECTIVES = ("throughput", "per-gpu", "per-dollar")
+
+
+@dataclass
+class Problem:
+    """Everything fixed for one solve: instance, workload, contexts, modes, budget, objective."""
+
+    instance: Instance
+    workload: Workload
+    modes: tuple[str, ...]
+    budget: int
+    objective: str
+    pwl: PerfContext
+    measured: PerfContext
+
+    @property
+    def capacity(self) -> dict[str, int]:
+        return {p.name: p.gpus for p in self.instance.pools}
+
+
+def make_problem(
+    instance: Instance,
+    workload: Workload,
+    modes: tuple[str, ...] | None = None,
+    budget: int | None = None,
+    objective: str | None = None,
+) -> Problem:
+    modes = tuple(modes or instance.search.modes)
+    for m in modes:
+        if m not in MODES:
+            raise InputError("--mode", f"unknown mode {m!r}; use auto or one of {', '.join(MODES)}")
+    total = sum(p.gpus for p in instance.pools)
+    if budget is not None and budget < 1:
+        raise InputError("--budget", f"must be at least 1 GPU, got {budget}")
+    objective = objective or instance.search.objective.replace("_", "-")
+    if objective not in OBJECTIVES:
+        raise InputError("--objective", f"unknown {objective!r}; use {', '.join(OBJECTIVES)}")
+    if objective == "per-dollar":
+        missing = [p.name for p in instance.pools if p.cost_per_gpu_hour is None]
+        if missing:
+            raise InputError(
+                f"cluster.pools[{missing[0]}].cost_per_gpu_hour",
+                "is required for --objective per-dollar",
+            )
+    pwl = build_context(instance, workload, surrogate="pwl")
+    measured = build_context(instance, workload, model=pwl.model, costs=pwl.costs)
+    return Problem(instance, workload, modes, min(budget or total, total), objective, pwl, measured)
+
+
+def resource_weights(prob: Problem) -> dict[str, float] | None:
+    if prob.objective == "per-gpu":
+        return {p.name: 1.0 for p in prob.instance.pools}
+    if prob.objective == "per-dollar":
+        return {p.name: float(p.cost_per_gpu_hour) for p in prob.instance.pools}
+    return None

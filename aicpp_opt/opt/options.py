@@ -8,9 +8,12 @@ are dropped before the MILP: the objective only sees a shape's capacity, so this
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
+from aicpp_opt.errors import InputError
 from aicpp_opt.opt.milp import DecodeOption, PrefillOption
 from aicpp_opt.opt.space import Candidate
 from aicpp_opt.perf.context import PerfContext
@@ -29,6 +32,11 @@ from aicpp_opt.spec.plan import Role
 
 BATCH_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
 """Decode batch breakpoints (sequences per attention GPU) of every shape's PWL curve."""
+
+
+SOLVER_TOLERANCE = 1e-6
+"""Relative margin kept inside rate bounds so the solver's feasibility tolerance (1e-7) can
+never push a binding TTFT over its SLO."""
 
 
 @dataclass(frozen=True)
@@ -56,38 +64,59 @@ def _fits(mem: dict) -> bool:
     return all(m.fits for m in mem.values())
 
 
-def _raw_point(ctx: PerfContext, cand: Candidate, batch: float) -> tuple[float, bool, float]:
-    """(step seconds, memory fits, aggregated prefill service seconds) of the shape at
-    ``batch``, uncorrected; memoised across closed-loop rounds."""
-    key = ("decode_point", cand, batch)
+def _memo(ctx: PerfContext, key: tuple, compute: Callable[[], Any]) -> Any:
     hit = ctx.memo.get(key)
     if hit is None:
-        role = replace(cand.role, batch_per_gpu=batch)
-        if cand.mode == "agg":
-            it = agg_iteration(ctx, role.pool, role.shape, batch, role.chunk_tokens)
-            step, service = it.mean.total, it.prefill_service
-            fits = _fits(agg_memory(ctx, role))
-        else:
-            step, service = decode_role_step(ctx, role).total, 0.0
-            fits = _fits(decode_memory(ctx, role))
-        hit = ctx.memo[key] = (step, fits, service)
+        hit = ctx.memo[key] = compute()
     return hit
+
+
+def uncovered(ctx: PerfContext) -> set[str]:
+    """Why shapes were skipped: cost lookups outside the measured tables (one line each)."""
+    return ctx.memo.setdefault(("uncovered",), set())
+
+
+def _raw_step(ctx: PerfContext, cand: Candidate, batch: float) -> tuple[float, float]:
+    """(step seconds, aggregated prefill service seconds) of the shape at ``batch``,
+    uncorrected; memoised across closed-loop rounds. A shape the cost tables do not cover at
+    this point is infinitely slow (so never chosen), and the gap is recorded."""
+
+    def compute() -> tuple[float, float]:
+        role = cand.role
+        try:
+            if cand.mode == "agg":
+                it = agg_iteration(ctx, role.pool, role.shape, batch, role.chunk_tokens)
+                return it.mean.total, it.prefill_service
+            return decode_role_step(ctx, replace(role, batch_per_gpu=batch)).total, 0.0
+        except InputError as err:
+            uncovered(ctx).add(str(err))
+            return math.inf, math.inf
+
+    return _memo(ctx, ("step", cand, batch), compute)
+
+
+def _memory_fits(ctx: PerfContext, cand: Candidate, batch: float) -> bool:
+    def compute() -> bool:
+        role = replace(cand.role, batch_per_gpu=batch)
+        return _fits(agg_memory(ctx, role) if cand.mode == "agg" else decode_memory(ctx, role))
+
+    return _memo(ctx, ("memory", cand, batch), compute)
 
 
 def decode_point(
     ctx: PerfContext, cand: Candidate, batch: float, corr: Corrections
 ) -> Point | None:
     """The shape at ``batch`` if TPOT, memory (and, aggregated, an unsaturated prefill) hold."""
-    raw, fits, service = _raw_point(ctx, cand, batch)
+    raw, service = _raw_step(ctx, cand, batch)
     wl, shape = ctx.workload, cand.role.shape
-    step = raw * corr.tpot
+    step, service = raw * corr.tpot, service * corr.tpot
     seqs = batch * shape.attention_gpus
-    if step > wl.slo.tpot or not fits:
+    if step > wl.slo.tpot or not _memory_fits(ctx, cand, batch):
         return None
     # aggregated: arrivals must stay below the prefill capacity of the attention-DP ranks
-    if cand.mode == "agg" and seqs / (wl.osl * step) >= shape.attn_dp / (service * corr.tpot):
+    if cand.mode == "agg" and seqs / (wl.osl * step) >= shape.attn_dp / service:
         return None
-    return Point(batch, step, seqs, seqs / step, service * corr.tpot)
+    return Point(batch, step, seqs, seqs / step, service)
 
 
 def _grid(max_batch: int) -> list[int]:
@@ -239,7 +268,11 @@ def prefill_rates(
     for role in roles:
         if not _fits(prefill_memory(ctx, role)):
             continue
-        service = prefill_time(ctx, role.pool, role.shape, role.batch, role.chunk_tokens).total
+        try:
+            service = prefill_time(ctx, role.pool, role.shape, role.batch, role.chunk_tokens).total
+        except InputError as err:
+            uncovered(ctx).add(str(err))
+            continue
         service *= corr.ttft
         kv = kv_over(ctx, link, role)
         if service + kv.seconds > slo:
@@ -255,8 +288,8 @@ def prefill_rates(
                 yield PrefillOption(
                     key="",
                     gpus={role.pool: n * g},
-                    max_rate=span[1] / corr.rate,
-                    min_rate=span[0] / corr.rate,
+                    max_rate=span[1] / corr.rate * (1 - SOLVER_TOLERANCE),
+                    min_rate=span[0] / corr.rate * (1 + SOLVER_TOLERANCE),
                     payload=PrefillChoice(r, service),
                 )
 
@@ -299,7 +332,8 @@ def batch_for_rate(
     """The batch per attention GPU at which one replica's modelled output (sequences / step)
     equals ``seqs_rate`` tokens/s: the MILP interpolates throughput linearly between
     breakpoints, the evaluator computes it at the batch, so the plan takes the batch that
-    delivers the MILP's rate (inside the same segment, where every constraint holds)."""
+    delivers the MILP's rate (inside the same segment, where every constraint holds), rounding
+    toward the lower rate so that a binding TTFT stays met."""
     pts = choice.points
     if seqs_rate >= pts[-1].tok_s:
         return pts[-1].batch
@@ -311,6 +345,6 @@ def batch_for_rate(
     g = choice.candidate.role.shape.attention_gpus
     for _ in range(50):
         mid = 0.5 * (lo + hi)
-        step = _raw_point(ctx, choice.candidate, mid)[0] * corr.tpot
+        step = _raw_step(ctx, choice.candidate, mid)[0] * corr.tpot
         lo, hi = (mid, hi) if mid * g / step < seqs_rate else (lo, mid)
-    return hi
+    return lo

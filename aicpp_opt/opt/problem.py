@@ -13,6 +13,12 @@ from aicpp_opt.spec.workload import Workload
 
 MODES = ("agg", "pd", "afd+pd")
 OBJECTIVES = ("throughput", "per-gpu", "per-dollar")
+INSTANCE_OBJECTIVES = {
+    "throughput": "throughput",
+    "throughput_per_gpu": "per-gpu",
+    "throughput_per_dollar": "per-dollar",
+}
+"""The instance file's ``search.objective`` names and the CLI's."""
 
 
 @dataclass
@@ -46,7 +52,7 @@ def make_problem(
     total = sum(p.gpus for p in instance.pools)
     if budget is not None and budget < 1:
         raise InputError("--budget", f"must be at least 1 GPU, got {budget}")
-    objective = objective or instance.search.objective.replace("_", "-")
+    objective = objective or INSTANCE_OBJECTIVES[instance.search.objective]
     if objective not in OBJECTIVES:
         raise InputError("--objective", f"unknown {objective!r}; use {', '.join(OBJECTIVES)}")
     if objective == "per-dollar":

@@ -21,6 +21,7 @@ from aicpp_opt.opt.options import (
     pd_decode_options,
     planning_kv_link,
     prefill_options,
+    uncovered,
 )
 from aicpp_opt.opt.problem import Problem, resource_weights
 from aicpp_opt.perf.evaluate import Evaluation, evaluate_context
@@ -93,7 +94,17 @@ def options(prob: Problem, corr: Corrections) -> tuple[list[DecodeOption], list[
 
 
 def explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: list) -> str:
-    """Why no plan exists, in the user's terms, with the closest achievable numbers."""
+    """Why no plan exists, in the user's terms, with the closest achievable numbers (and the
+    cost-table gaps that excluded shapes, if any)."""
+    reason = _explain(prob, corr, dec, pre)
+    gaps = sorted(uncovered(prob.pwl))
+    if gaps:
+        more = f" (+{len(gaps) - 1} more)" if len(gaps) > 1 else ""
+        reason += f"; some shapes are outside the measured cost tables: {gaps[0]}{more}"
+    return reason
+
+
+def _explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: list) -> str:
     wl, ctx = prob.workload, prob.pwl
     slo = wl.slo
     if not dec:

@@ -19,6 +19,7 @@ copy of the experts (EP = moe_ep, TP = moe_tp inside the group); groups may shar
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 
 from aicpp_opt.perf.breakdown import Cost, OpCost, StepBreakdown
@@ -41,6 +42,7 @@ def afd_link(ctx: PerfContext, attn_pool: str, afd: Afd) -> tuple[Dimension, boo
     return Dimension("scale-out", la.size, min(la.bw, lf.bw), max(la.latency, lf.latency)), False
 
 
+@functools.cache
 def ffn_sets(afd: Afd) -> list[tuple[int, int]]:
     """(attention GPUs feeding it, FFN GPUs in it) for each distinct FFN set of the pairing."""
     feeders: dict[tuple[int, ...], int] = defaultdict(int)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.replay.fabric import Fabric
 from aicpp_opt.replay.graph import ALGORITHMS, COLLECTIVES, Graph
 from aicpp_opt.replay.topology import Topology
 
@@ -36,11 +37,17 @@ class GroupCollective:
 
 @dataclass(frozen=True)
 class InstanceDecode:
-    """An aggregated or P/D decode instance: every GPU runs attention and its share of MoE.
+    """An aggregated, P/D decode or prefill instance: every GPU runs attention and its share
+    of the MoE experts.
 
-    Seconds are per layer on each GPU at the instance's batch; ``tp`` runs after attention
-    and after the FFN; MoE layers dispatch and combine with an all-to-all over each EP group
-    moving ``ep_pair_bytes`` from every GPU to every other GPU of its group.
+    Seconds are per layer on each GPU: ``attn_s`` (every layer), ``dense_ffn_s`` (dense
+    layers), ``moe_ffn_s`` (MoE layers: router, shared and routed experts). ``tp`` (attention
+    TP groups) runs after attention and after a dense MLP; ``moe_tp`` after the routed experts.
+    MoE dispatch and combine are direct sends inside each EP group (as DeepEP does): GPU i
+    sends ``ep_dispatch_bytes * ep_shares[j]`` to member j of its group and gets back
+    ``ep_combine_bytes * ep_shares[j]`` from it (``ep_shares``: each member's share of a
+    token's expert copies, summing to 1; empty = equal shares; a GPU's share for itself stays
+    local).
     """
 
     gpus: tuple[int, ...]
@@ -51,8 +58,10 @@ class InstanceDecode:
     moe_ffn_s: float
     tp: GroupCollective | None = None
     ep_groups: tuple[tuple[int, ...], ...] = ()
-    ep_pair_bytes: float = 0.0
-    ep_algorithm: str = "direct"
+    ep_dispatch_bytes: float = 0.0
+    ep_combine_bytes: float = 0.0
+    ep_shares: tuple[float, ...] = ()
+    moe_tp: GroupCollective | None = None
     head_s: float = 0.0
     role: str = "decode"
 
@@ -64,7 +73,10 @@ class AfdDecode:
     ``pairing`` lists groups (attention GPU ids, FFN GPU ids). ``t_a``/``t_f`` are seconds per
     MoE layer per micro-batch on each attention/FFN GPU; ``t_dense`` per dense layer per
     micro-batch on each attention GPU (dense layers stay on the attention side).
-    ``a2f_bytes``/``f2a_bytes`` are per edge per micro-batch per layer. Dispatch:
+    ``a2f_bytes``/``f2a_bytes`` are the mean bytes per edge per micro-batch per layer; an
+    edge into FFN GPU ``ffn_gpus[i]`` carries ``ffn_weights[i]`` times the mean (its experts'
+    share of the routing; empty = all 1). ``attn_tp`` also runs twice per dense layer (after
+    attention and after the dense MLP), as a TP group does. Dispatch:
     ``direct`` sends over the pairing edges and each FFN GPU starts on its own inputs;
     ``all_to_all`` sends from every attention GPU to every FFN GPU as one collective (the
     FFN waits for the whole exchange); ``allgather_reducescatter`` sends each attention GPU's
@@ -87,14 +99,17 @@ class AfdDecode:
     attn_tp: GroupCollective | None = None
     ffn_tp: GroupCollective | None = None
     head_s: float = 0.0
+    ffn_weights: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class PrefillInput:
     """One prefill batch on ``gpus`` and the KV cache it ships to the decode GPUs.
 
+    The batch is one compute op of ``compute_s`` per GPU, or, when ``forward`` is given, that
+    instance's layer-by-layer graph (compute, TP and EP traffic; ``compute_s`` must be 0).
     The KV of the batch is sharded evenly over the prefill GPUs; prefill GPU i sends its
-    shard to decode GPU ``decode_gpus[i % len(decode_gpus)]`` once its compute ends.
+    shard to decode GPU ``decode_gpus[i % len(decode_gpus)]`` once its own work ends.
     """
 
     gpus: tuple[int, ...]
@@ -102,16 +117,18 @@ class PrefillInput:
     compute_s: float
     kv_bytes_per_request: float
     requests: int = 1
+    forward: InstanceDecode | None = None
 
 
 @dataclass(frozen=True)
 class ReplayInput:
-    """Everything the replay needs: the pool's topology, the decode side, an optional prefill.
+    """Everything the replay needs: the network (one pool's ``Topology`` or a multi-pool
+    ``Fabric``), the decode side, an optional prefill.
 
     ``hbm_bw`` (bytes/s, from the system spec) only fills AstraSim's ``local-mem-bw``.
     """
 
-    topology: Topology
+    topology: Topology | Fabric
     decode: InstanceDecode | AfdDecode
     prefill: PrefillInput | None = None
     hbm_bw: float = 0.0
@@ -125,17 +142,25 @@ def decode_graph(spec: InstanceDecode | AfdDecode) -> Graph:
 
 
 def prefill_graph(spec: PrefillInput) -> tuple[Graph, list[int]]:
-    """The op graph of one prefill batch; returns it with the ids of the compute ops."""
+    """The op graph of one prefill batch; returns it with the ids of each prefill GPU's last
+    op before its KV send."""
     _nonneg("replay.prefill", spec.compute_s, spec.kv_bytes_per_request, spec.requests)
     if not spec.gpus or not spec.decode_gpus:
         raise InputError("replay.prefill", "needs prefill GPUs and decode GPUs")
-    g = Graph()
-    comp = [g.compute(p, spec.compute_s, "prefill", "prefill") for p in spec.gpus]
+    if spec.forward is None:
+        g = Graph()
+        done = {p: g.compute(p, spec.compute_s, "prefill", "prefill") for p in spec.gpus}
+    else:
+        if spec.compute_s or set(spec.forward.gpus) != set(spec.gpus):
+            raise InputError(
+                "replay.prefill.forward", "runs on the prefill GPUs and replaces compute_s (0)"
+            )
+        g, done = _instance_ops(spec.forward)
     shard = spec.kv_bytes_per_request * spec.requests / len(spec.gpus)
-    for i, (p, c) in enumerate(zip(spec.gpus, comp, strict=True)):
+    for i, p in enumerate(spec.gpus):
         dst = spec.decode_gpus[i % len(spec.decode_gpus)]
-        g.transfer(p, dst, shard, "kv P->D", "kv_transfer", (c,))
-    return g, comp
+        g.transfer(p, dst, shard, "kv P->D", "kv_transfer", (done[p],))
+    return g, [done[p] for p in spec.gpus]
 
 
 def _nonneg(field: str, *values: float) -> None:
@@ -159,21 +184,31 @@ def _group_collectives(
 
 
 def _instance_graph(s: InstanceDecode) -> Graph:
+    return _instance_ops(s)[0]
+
+
+def _instance_ops(s: InstanceDecode) -> tuple[Graph, dict[int, int]]:
+    """The instance's layer-by-layer graph and each GPU's last op."""
     _nonneg(
         "replay.decode",
         s.attn_s,
         s.dense_ffn_s,
         s.moe_ffn_s,
         s.head_s,
-        s.ep_pair_bytes,
+        s.ep_dispatch_bytes,
+        s.ep_combine_bytes,
         s.dense_layers,
         s.moe_layers,
+        *s.ep_shares,
     )
-    groups = [*(s.tp.groups if s.tp else ()), *s.ep_groups]
+    groups = [*(s.tp.groups if s.tp else ()), *(s.moe_tp.groups if s.moe_tp else ()), *s.ep_groups]
     if not set().union(*map(set, groups)) <= set(s.gpus):
         raise InputError("replay.decode", "TP and EP groups must be made of the instance's GPUs")
-    if s.tp is not None:
-        s.tp.validate("replay.decode.tp")
+    if s.ep_shares and any(len(m) != len(s.ep_shares) for m in s.ep_groups):
+        raise InputError("replay.decode.ep_shares", "needs one share per EP group member")
+    for tp in (s.tp, s.moe_tp):
+        if tp is not None:
+            tp.validate("replay.decode.tp")
     g = Graph()
     last: dict[int, int] = {}
 
@@ -187,25 +222,40 @@ def _instance_graph(s: InstanceDecode) -> Graph:
         step(s.attn_s, f"attn L{layer}", "attention", layer)
         _group_collectives(g, s.tp, last, f"tp L{layer}", "tp", layer=layer)
         if moe:
-            _ep_alltoall(g, s, last, f"dispatch L{layer}", "ep_dispatch", layer)
+            _ep_exchange(g, s, last, layer, combine=False)
         step(s.moe_ffn_s if moe else s.dense_ffn_s, f"ffn L{layer}", "ffn", layer)
         if moe:
-            _ep_alltoall(g, s, last, f"combine L{layer}", "ep_combine", layer)
-        _group_collectives(g, s.tp, last, f"tp L{layer}", "tp", layer=layer)
+            _group_collectives(g, s.moe_tp, last, f"moe tp L{layer}", "tp", layer=layer)
+            _ep_exchange(g, s, last, layer, combine=True)
+        else:
+            _group_collectives(g, s.tp, last, f"tp L{layer}", "tp", layer=layer)
     if s.head_s:
         step(s.head_s, "head", "other", -1)
-    return g
+    return g, last
 
 
-def _ep_alltoall(
-    g: Graph, s: InstanceDecode, last: dict[int, int], label: str, category: str, layer: int
-) -> None:
-    """MoE dispatch or combine: an all-to-all over each EP group."""
+def _ep_exchange(g: Graph, s: InstanceDecode, last: dict[int, int], layer: int, combine: bool):
+    """MoE dispatch (or combine): direct sends between the members of each EP group; each
+    member's next op waits for everything sent to it (a receiver's view of DeepEP)."""
+    label, category = ("combine", "ep_combine") if combine else ("dispatch", "ep_dispatch")
+    total = s.ep_combine_bytes if combine else s.ep_dispatch_bytes
     for members in s.ep_groups:
-        spec = GroupCollective(
-            (tuple(members),), s.ep_pair_bytes * len(members), "alltoall", s.ep_algorithm
-        )
-        _group_collectives(g, spec, last, label, category, layer=layer)
+        n = len(members)
+        shares = s.ep_shares or (1.0 / n,) * n
+        sent = {m: [last[m]] for m in members}
+        for a in members:
+            for j, b in enumerate(members):
+                if a == b:
+                    continue
+                # combine returns to a the results of its tokens computed on b
+                src, dst, share = (b, a, shares[j]) if combine else (a, b, shares[j])
+                deps = (last[src],)
+                op = g.transfer(
+                    src, dst, total * share, f"{label} L{layer}", category, deps, layer=layer
+                )
+                sent[dst].append(op)
+        for m in members:
+            last[m] = g.compute(m, 0.0, f"{label} done L{layer}", "sync", sent[m], layer=layer)
 
 
 def _validate_afd(s: AfdDecode) -> None:
@@ -237,6 +287,10 @@ def _validate_afd(s: AfdDecode) -> None:
     for tp in (s.attn_tp, s.ffn_tp):
         if tp is not None:
             tp.validate("replay.afd.tp")
+    if s.ffn_weights and (
+        len(s.ffn_weights) != len(s.ffn_gpus) or any(w < 0 for w in s.ffn_weights)
+    ):
+        raise InputError("replay.afd.ffn_weights", "needs one weight >= 0 per FFN GPU")
 
 
 def _afd_graph(s: AfdDecode) -> Graph:
@@ -247,17 +301,21 @@ def _afd_graph(s: AfdDecode) -> Graph:
         for mb in range(s.micro_batches):
             where = {"micro_batch": mb, "layer": layer}
             if layer < s.dense_layers:
+                last = {
+                    a: g.compute(
+                        a,
+                        s.t_dense,
+                        f"dense L{layer}",
+                        "attention",
+                        ready.get((a, mb), ()),
+                        **where,
+                    )
+                    for a in s.attention_gpus
+                }
+                for _ in range(2):
+                    _group_collectives(g, s.attn_tp, last, f"attn tp L{layer}", "tp", **where)
                 for a in s.attention_gpus:
-                    ready[a, mb] = [
-                        g.compute(
-                            a,
-                            s.t_dense,
-                            f"dense L{layer}",
-                            "attention",
-                            ready.get((a, mb), ()),
-                            **where,
-                        )
-                    ]
+                    ready[a, mb] = [last[a]]
                 continue
             last = {
                 a: g.compute(
@@ -284,6 +342,7 @@ def _moe_exchange(g: Graph, s: AfdDecode, last: dict[int, int], where: dict) -> 
         groups = [(tuple(s.attention_gpus), tuple(s.ffn_gpus))]
     else:
         groups = [(tuple(a), tuple(f)) for a, f in s.pairing]
+    weight = dict(zip(s.ffn_gpus, s.ffn_weights or (1.0,) * len(s.ffn_gpus), strict=True))
     back: dict[int, list[int]] = {a: [] for a in s.attention_gpus}
     sent_all: list[int] = []
     inbound: dict[int, list[int]] = {}
@@ -291,9 +350,8 @@ def _moe_exchange(g: Graph, s: AfdDecode, last: dict[int, int], where: dict) -> 
         for i, a in enumerate(atts):
             targets = ffns if s.dispatch != "allgather_reducescatter" else (ffns[i % len(ffns)],)
             for f in targets:
-                op = g.transfer(
-                    a, f, s.a2f_bytes, f"A{a}->F{f} L{layer}", "a2f", (last[a],), **where
-                )
+                nbytes = s.a2f_bytes * weight[f]
+                op = g.transfer(a, f, nbytes, f"A{a}->F{f} L{layer}", "a2f", (last[a],), **where)
                 inbound.setdefault(f, []).append(op)
                 sent_all.append(op)
     ffn_last: dict[int, int] = {}
@@ -334,7 +392,13 @@ def _moe_exchange(g: Graph, s: AfdDecode, last: dict[int, int], where: dict) -> 
             for f in sources:
                 back[a].append(
                     g.transfer(
-                        f, a, s.f2a_bytes, f"F{f}->A{a} L{layer}", "f2a", (ffn_last[f],), **where
+                        f,
+                        a,
+                        s.f2a_bytes * weight[f],
+                        f"F{f}->A{a} L{layer}",
+                        "f2a",
+                        (ffn_last[f],),
+                        **where,
                     )
                 )
     return back

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aicpp_opt.replay.collectives import expand
+from aicpp_opt.replay.fabric import Fabric
 from aicpp_opt.replay.graph import Graph
 from aicpp_opt.replay.topology import Topology
 
@@ -135,14 +136,14 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     return rate
 
 
-def simulate(graph: Graph, topo: Topology) -> SimResult:
+def simulate(graph: Graph, topo: Topology | Fabric) -> SimResult:
     """Run the graph on the topology; returns every op's start and end time."""
     c = compile_graph(graph)
     topo.check_gpus(np.concatenate([c.gpu[c.kind != JOIN], c.dst[c.kind == FLOW]]), "replay.graph")
     return _run(c, topo)
 
 
-def _run(c: _Compiled, topo: Topology) -> SimResult:
+def _run(c: _Compiled, topo: Topology | Fabric) -> SimResult:
     n = len(c.kind)
     flows = np.flatnonzero(c.kind == FLOW)
     path = np.zeros((n, 1), dtype=np.int64)

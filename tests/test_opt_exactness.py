@@ -72,8 +72,8 @@ def test_milp_equals_enumeration(seed):
             enumerate_once(prob, Corrections())
         return
     enum_plan, _ = enumerate_once(prob, Corrections())
-    milp_ev = evaluate_context(prob.pwl, milp_plan)
-    enum_ev = evaluate_context(prob.pwl, enum_plan)
+    milp_ev = evaluate_context(prob.pwl, milp_plan, prefill_ctx=prob.measured)
+    enum_ev = evaluate_context(prob.pwl, enum_plan, prefill_ctx=prob.measured)
     assert stats.optimal and stats.gap <= 1e-6
     assert milp_ev.feasible, [f.reason for f in milp_ev.flags if not f.ok]
     assert enum_ev.feasible, [f.reason for f in enum_ev.flags if not f.ok]

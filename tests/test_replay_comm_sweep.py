@@ -81,6 +81,7 @@ def test_calibrate_comm_writes_tables_and_reports_errors(tmp_path):
         json.dumps(
             {
                 "name": "t8",
+                "model": "deepseek-v3.2",
                 "cluster": {
                     "pools": [{"name": "p", "system": "h200_sxm", "gpus": 8, "topology": topo}]
                 },

@@ -105,12 +105,20 @@ def test_instance_decode_has_tp_and_ep_per_layer():
         2e-4,
         tp=GroupCollective(((0, 1), (2, 3)), 1e6),
         ep_groups=((0, 1, 2, 3),),
-        ep_pair_bytes=1e5,
+        ep_dispatch_bytes=4e5,
+        ep_combine_bytes=8e5,
+        ep_shares=(0.4, 0.3, 0.2, 0.1),
     )
     ops = decode_graph(spec).ops
     cats = [o.category for o in ops if o.kind == "collective"]
-    assert cats.count("tp") == 3 * 2 * 2
-    assert cats.count("ep_dispatch") == cats.count("ep_combine") == 2
+    assert cats.count("tp") == 2 + 2 * 2 + 2  # dense: after attention and MLP; MoE: attention
+    sends = {c: [o for o in ops if o.category == c] for c in ("ep_dispatch", "ep_combine")}
+    assert len(sends["ep_dispatch"]) == len(sends["ep_combine"]) == 2 * 4 * 3
+    # every GPU sends its share to member j: bytes into member 0 = 3 senders x 0.4 x 4e5
+    into0 = sum(o.nbytes for o in sends["ep_dispatch"] if o.gpus[1] == 0 and o.layer == 1)
+    assert into0 == pytest.approx(3 * 0.4 * 4e5)
+    out_of0 = sum(o.nbytes for o in sends["ep_combine"] if o.gpus[0] == 0 and o.layer == 1)
+    assert out_of0 == pytest.approx(3 * 0.4 * 8e5)
     res = replay(ReplayInput(TOPO, spec))
     assert res.tpot_s > 3 * 1e-4 + 1e-4 + 2 * 2e-4
     assert set(res.roles) == {"decode"}

@@ -80,7 +80,9 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
     prefill = []
     if {"pd", "afd+pd"} & set(prob.modes):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
-        prefill = list(prefill_rates(ctx, roles, corr, planning_kv_link(ctx), prob.budget))
+        prefill = list(
+            prefill_rates(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
+        )
     lo = np.array([p.min_rate for p in prefill])
     hi = np.array([p.max_rate for p in prefill])
     best: Best | None = None

@@ -89,7 +89,7 @@ def options(prob: Problem, corr: Corrections) -> tuple[list[DecodeOption], list[
     pre: list[PrefillOption] = []
     if {"pd", "afd+pd"} & set(prob.modes):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
-        pre = prefill_options(ctx, roles, corr, planning_kv_link(ctx), prob.budget)
+        pre = prefill_options(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
     return dec, pre
 
 
@@ -121,7 +121,7 @@ def _explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: lis
         )
     if not pre and any(not o.self_prefill for o in dec):
         ttfts = [
-            prefill_time(ctx, r.pool, r.shape, r.batch, r.chunk_tokens).total * corr.ttft
+            prefill_time(prob.measured, r.pool, r.shape, r.batch, r.chunk_tokens).total * corr.ttft
             for r in space.prefill_candidates(ctx.model, prob.instance, wl.new_prompt_tokens)
             if r.shape.attention_gpus <= prob.budget
         ]
@@ -254,7 +254,7 @@ def solve(
     warnings: list[str] = []
     for _ in range(MAX_ROUNDS):
         plan, stats = find(prob, corr, time_limit)
-        predicted = evaluate_context(prob.pwl, plan)
+        predicted = evaluate_context(prob.pwl, plan, prefill_ctx=prob.measured)
         evaluated = evaluate_context(prob.measured, plan)
         pred = evaluator_check(predicted, "MILP (PWL)")
         checks = [evaluator_check(evaluated, "evaluator (measured grids)")]

@@ -280,12 +280,14 @@ def prefill_ttft(role: Role, service: float, rate: float, kv: Cost) -> Ttft:
     return Ttft(wait, service, kv.seconds, kv.source)
 
 
-def _evaluate_pd(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
+def _evaluate_pd(
+    ctx: PerfContext, plan: Plan, prefill_ctx: PerfContext
+) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
     pre, dec = plan.role("prefill"), plan.role("decode")
     wl = ctx.workload
     d_step = decode_role_step(ctx, dec)
     tpot = d_step.total
-    p_step = prefill_time(ctx, pre.pool, pre.shape, pre.batch, pre.chunk_tokens)
+    p_step = prefill_time(prefill_ctx, pre.pool, pre.shape, pre.batch, pre.chunk_tokens)
     service = p_step.total
     seqs = dec.batch_per_gpu * dec.shape.attention_gpus
     flow = balance(
@@ -303,9 +305,17 @@ def _evaluate_pd(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], 
     return roles, tpot, ttft, flow
 
 
-def evaluate_context(ctx: PerfContext, plan: Plan) -> Evaluation:
-    """Evaluate ``plan`` in a built context (the optimiser reuses one context for many plans)."""
-    roles, tpot, ttft, flow = (_evaluate_agg if plan.mode == "agg" else _evaluate_pd)(ctx, plan)
+def evaluate_context(
+    ctx: PerfContext, plan: Plan, prefill_ctx: PerfContext | None = None
+) -> Evaluation:
+    """Evaluate ``plan`` in a built context (the optimiser reuses one context for many plans).
+    ``prefill_ctx`` costs the P/D prefill role in another context: the optimiser's model takes
+    prefill service times, which are per-shape constants it never linearises, from the
+    measured grids while its decode curves use the PWL surrogates."""
+    if plan.mode == "agg":
+        roles, tpot, ttft, flow = _evaluate_agg(ctx, plan)
+    else:
+        roles, tpot, ttft, flow = _evaluate_pd(ctx, plan, prefill_ctx or ctx)
     flags = _latency_flags(ctx, tpot, ttft, flow) + _memory_flags(roles)
     notes = [n for r in roles for n in r.step.notes]
     notes += _extrapolation_notes(roles)

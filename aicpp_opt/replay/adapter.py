@@ -34,17 +34,19 @@ Mapping choices (what the replay takes from where):
   the micro-batch's tokens once to a home FFN GPU. KV: ISL x layers x KV bytes per token
   per layer per request; ``batch x attn_dp`` requests of a prefill replica go from its GPUs
   to the decode (attention) GPUs of decode replica 0.
+- **Aggregated TTFT**: one chunk-carrying iteration (its ops read back from the mean
+  iteration's tagged ops) is replayed; TTFT = predicted queueing + chunks x that iteration.
 - **Prefill** replays one forward of replica 0 carrying every uncached prompt token of its
   batch (all chunks as one: per-layer compute is the chunk forwards' sum), with its TP and
   EP traffic, then the KV transfer. TTFT = the predicted queueing (the replay has no arrival
-  process) + replayed prefill + KV transfer; aggregated plans have no replayed TTFT.
+  process) + replayed prefill + KV transfer.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aicpp_opt.errors import InputError
@@ -58,9 +60,11 @@ from aicpp_opt.replay.expand import (
     InstanceDecode,
     PrefillInput,
     ReplayInput,
+    decode_graph,
 )
 from aicpp_opt.replay.fabric import Fabric
 from aicpp_opt.replay.run import ReplayResult, replay
+from aicpp_opt.replay.simulate import simulate
 from aicpp_opt.replay.topology import Dim, Topology
 from aicpp_opt.replay.verify import Comparison, Prediction, compare
 from aicpp_opt.spec.instance import Instance
@@ -252,14 +256,45 @@ def _afd(
     )
 
 
-def _agg_tokens(role: Role, step: StepBreakdown, workload: Workload) -> float:
-    """Mean tokens per attention rank per aggregated iteration: decode sequences plus the
-    share of iterations carrying a prefill chunk (read from the step-op counts) x chunk."""
+def _chunk_share(step: StepBreakdown) -> float:
+    """Share of aggregated iterations that carry a prefill chunk, from the step-op counts."""
     head = [op for op in step.ops if op.layer == "step"]
     mixed = sum(op.count for op in head if op.name.endswith(MIXED_TAG))
-    share = mixed / sum(op.count for op in head) if head else 0.0
+    return mixed / sum(op.count for op in head) if head else 0.0
+
+
+def _agg_tokens(role: Role, workload: Workload, share: float) -> float:
+    """Tokens per attention rank of an aggregated iteration: decode sequences plus ``share``
+    of a prefill chunk."""
     chunk = min(float(role.chunk_tokens), workload.new_prompt_tokens)
     return role.batch_per_gpu * role.shape.attn_tp + share * chunk
+
+
+def agg_chunk_iteration(
+    plan: Plan,
+    instance: Instance,
+    workload: Workload,
+    evaluation: Evaluation,
+    routing: str = DEFAULT_ROUTING,
+) -> tuple[InstanceDecode, int] | None:
+    """An aggregated plan's chunk-carrying iteration (replica 0) and the number of such
+    iterations a request's prefill takes; None for other modes or without chunks."""
+    role = plan.role("agg")
+    if role is None:
+        return None
+    step = next(r.step for r in evaluation.roles if r.role == "agg")
+    share = _chunk_share(step)
+    if share <= 0:
+        return None
+    ops = tuple(
+        replace(op, count=op.count / share) for op in step.ops if op.name.endswith(MIXED_TAG)
+    )
+    mixed = StepBreakdown(ops)
+    chunks = max(1, round(evaluation.ttft.prefill / mixed.total))
+    gpus, _ = _replica0(role, gpu_ids(plan, instance)["agg"])
+    tokens = _agg_tokens(role, workload, 1.0)
+    model = load_model(instance.model)
+    return _instance(model, mixed, gpus, role.shape, tokens, routing, "agg"), chunks
 
 
 def replay_input(
@@ -281,7 +316,7 @@ def replay_input(
         decode = _afd(model, steps[main.role], main, first, ffn, routing)
     else:
         tokens = (
-            _agg_tokens(main, steps["agg"], workload)
+            _agg_tokens(main, workload, _chunk_share(steps["agg"]))
             if main.role == "agg"
             else main.batch_per_gpu * main.shape.attn_tp
         )
@@ -349,12 +384,18 @@ def replay_plan(
     result = replay(inp)
     cmp = compare(prediction(evaluation), result)
     roles = {name: t.finish_s for name, t in result.roles.items()}
+    ttft = cmp.replayed.ttft_s
     if result.prefill_s is not None:
         roles["prefill"] = result.prefill_s
         roles["kv_transfer"] = result.kv_transfer_s
+    chunked = agg_chunk_iteration(plan, instance, workload, evaluation)
+    if chunked is not None:
+        iteration = simulate(decode_graph(chunked[0]), inp.topology).makespan
+        roles["chunk iteration"] = iteration
+        ttft = evaluation.ttft.queueing + chunked[1] * iteration
     report = ReplayReport(
         result.tpot_s,
-        cmp.replayed.ttft_s if result.ttft_s is not None else None,
+        ttft,
         cmp.replayed.throughput_tps,
         evaluation.gpus,
         roles,

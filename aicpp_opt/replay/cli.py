@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.errors import InputError
-from aicpp_opt.replay.expand import ReplayInput
-from aicpp_opt.replay.verify import Prediction
+from aicpp_opt.replay.astra import ENV_VAR, AstraResult
 
 
-def load_plan_input(instance: str, plan_path: str, workload: str | None):
-    """The plan's ReplayInput and its prediction, through the spec, the evaluator and the
-    adapter (``aicpp_opt.replay.adapter``)."""
-    from aicpp_opt.perf import evaluate
-    from aicpp_opt.replay.adapter import prediction, replay_input
-    from aicpp_opt.spec import load_instance, load_plan
+def load_plan(instance: str, plan_path: str, workload: str | None):
+    """The instance, the validated plan, the workload and the plan's evaluation."""
+    from aicpp_opt.perf.evaluate import evaluate_plan
+    from aicpp_opt.spec.instance import load_instance
+    from aicpp_opt.spec.model import load_model
+    from aicpp_opt.spec.plan import load_plan as read_plan
 
     inst = load_instance(instance)
-    plan = load_plan(plan_path)
+    plan = read_plan(plan_path, inst, load_model(inst.model).moe.num_experts)
     wl = inst.workload(workload)
-    evaluation = evaluate(plan, inst, wl)
-    return replay_input(plan, inst, wl, evaluation), prediction(evaluation)
+    return inst, plan, wl, evaluate_plan(plan, inst, wl)
 
 
 @click.command()
@@ -44,77 +45,67 @@ def load_plan_input(instance: str, plan_path: str, workload: str | None):
     help="Where to write Chakra traces and AstraSim configs.",
 )
 @click.option("--astra-timeout", default=300.0, show_default=True, help="Seconds.")
-def replay(instance, plan_json, workload, timeline, astra_sim, trace_dir, astra_timeout):
+@click.option("--json", "as_json", is_flag=True, help="Print the replayed numbers as JSON.")
+def replay(instance, plan_json, workload, timeline, astra_sim, trace_dir, astra_timeout, as_json):
     """Replay PLAN_JSON on INSTANCE's network: per-role times, predicted vs replayed."""
-    inp, pred = load_plan_input(instance, plan_json, workload)
-    run_replay(
-        inp,
-        pred,
-        timeline=timeline,
+    from aicpp_opt.replay.adapter import replay_plan
+
+    inst, plan, wl, evaluation = load_plan(instance, plan_json, workload)
+    report = replay_plan(
+        plan,
+        inst,
+        wl,
+        evaluation,
         astra_sim=astra_sim,
         trace_dir=trace_dir,
+        timeline=timeline,
         astra_timeout=astra_timeout,
     )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        print_report(report)
+    if isinstance(report.astra, str) and (astra_sim or os.environ.get(ENV_VAR)):
+        raise InputError("--astra-sim", "AstraSim failed (above); the built-in result stands")
 
 
-def run_replay(
-    inp: ReplayInput,
-    pred: Prediction | None,
-    *,
-    timeline=None,
-    astra_sim=None,
-    trace_dir=None,
-    astra_timeout=300.0,
-) -> None:
-    """Replay, print, draw; then, if asked, AstraSim. An AstraSim failure is printed after the
-    built-in result, which stays as printed, and exits 2."""
-    from aicpp_opt.replay import astra
-    from aicpp_opt.replay.run import replay as run
-
-    binary = astra.resolve_binary(astra_sim)
-    result = run(inp)
-    _print_result(result, pred)
-    if timeline:
-        from aicpp_opt.replay.timeline import draw
-
-        click.echo(f"timeline: {draw(result, Path(timeline))}")
-    if binary is None and not trace_dir:
-        return
-    out_dir = Path(trace_dir) if trace_dir else Path.cwd() / "astra_trace"
-    files = astra.write_inputs(result.graph, inp.topology, out_dir, inp.hbm_bw)
-    click.echo(f"chakra traces and AstraSim configs: {out_dir}")
-    if binary is not None:
-        ext = astra.run(binary, files, astra_timeout)
-        click.echo(
-            f"AstraSim decode step: {ext.makespan_s * 1e3:.3f} ms "
-            f"(built-in {result.tpot_s * 1e3:.3f} ms)"
-        )
-
-
-def _print_result(result, pred: Prediction | None) -> None:
-    from aicpp_opt.replay.verify import compare
-
-    click.echo(f"replay: {result.simulator}")
+def print_report(report) -> None:
+    """Per-role times, mean op durations, predicted against replayed, AstraSim's result."""
+    result, cmp = report.result, report.comparison
+    click.echo(f"replay: {report.simulator}")
     for role, t in result.roles.items():
         click.echo(
             f"  {role:<10} {t.gpus:>5} GPUs  finish {t.finish_s * 1e3:9.3f} ms  "
             f"busy {t.busy_s * 1e3:9.3f} ms  utilisation {t.utilisation:6.1%}"
         )
+    if result.prefill_s is not None:
+        click.echo(
+            f"  prefill forward {result.prefill_s * 1e3:.3f} ms, "
+            f"KV transfer {result.kv_transfer_s * 1e3:.3f} ms"
+        )
     for cat, s in sorted(result.category_s.items()):
-        click.echo(f"  mean {cat:<15} {s * 1e6:10.2f} us")
-    if pred is None:
-        click.echo(f"  TPOT {result.tpot_s * 1e3:.3f} ms")
-        return
-    cmp = compare(pred, result)
+        if cat != "sync":
+            click.echo(f"  mean {cat:<15} {s * 1e6:10.2f} us")
+    pred, rep = cmp.predicted, cmp.replayed
     rows = [
-        ("TPOT ms", pred.tpot_s * 1e3, cmp.replayed.tpot_s * 1e3),
-        ("throughput tok/s", pred.throughput_tps, cmp.replayed.throughput_tps),
+        ("TPOT ms", pred.tpot_s * 1e3, rep.tpot_s * 1e3),
+        ("throughput tok/s", pred.throughput_tps, rep.throughput_tps),
     ]
-    if pred.ttft_s is not None and cmp.replayed.ttft_s is not None:
-        rows.insert(0, ("TTFT ms", pred.ttft_s * 1e3, cmp.replayed.ttft_s * 1e3))
+    if pred.ttft_s is not None and report.ttft_s is not None:
+        rows.insert(0, ("TTFT ms", pred.ttft_s * 1e3, report.ttft_s * 1e3))
     click.echo(f"  {'':<18}{'predicted':>12}{'replayed':>12}{'diff':>9}")
     for name, p, r in rows:
-        click.echo(f"  {name:<18}{p:12.3f}{r:12.3f}{(r / p - 1) if p else 0:9.1%}")
+        diff = r / p - 1 if p and math.isfinite(p) else 0.0
+        click.echo(f"  {name:<18}{p:12.3f}{r:12.3f}{diff:9.1%}")
+    if report.timeline is not None:
+        click.echo(f"timeline: {report.timeline}")
+    if isinstance(report.astra, AstraResult):
+        click.echo(
+            f"AstraSim decode step: {report.astra.makespan_s * 1e3:.3f} ms "
+            f"(built-in {report.tpot_s * 1e3:.3f} ms); inputs in {report.astra.trace_dir}"
+        )
+    elif report.astra is not None:
+        click.echo(f"AstraSim: {report.astra}")
 
 
 @click.command("comm")
@@ -126,13 +117,15 @@ def _print_result(result, pred: Prediction | None) -> None:
     help="Folder for the tables (default cost_tables/<instance>/sim).",
 )
 def calibrate_comm(instance, out):
-    """Sweep collectives and M x N patterns on INSTANCE's topology, fit PWL tables, and
-    compare with aiconfigurator-core's measured NCCL tables."""
+    """Sweep collectives and M x N patterns on INSTANCE's (first pool's) topology, fit PWL
+    tables, and compare with aiconfigurator-core's measured NCCL tables."""
     from aicpp_opt.replay import comm_sweep, nccl_reference
-    from aicpp_opt.replay.topology import Topology
+    from aicpp_opt.replay.adapter import network
+    from aicpp_opt.spec.instance import load_instance
 
-    name, system, dims = read_instance_topology(instance)
-    topo = Topology.from_json(dims, "cluster.pools[0].topology")
+    inst = load_instance(instance)
+    name, system = inst.name, inst.pools[0].system
+    topo = network(replace(inst, pools=inst.pools[:1]))
     try:
         measured = nccl_reference.load(system)
     except InputError as err:
@@ -166,21 +159,3 @@ def calibrate_comm(instance, out):
             f"{op:<15}{n:>5}{int(nbytes):>12}{seconds * 1e3:13.4f}{sim * 1e3:10.4f}"
             f"{sim / seconds - 1:8.1%}"
         )
-
-
-def read_instance_topology(instance: str) -> tuple[str, str, list[dict]]:
-    """(name, system, topology dims) of an instance's first pool, from a path or a name
-    under instances/."""
-    path = Path(instance)
-    if not path.is_file():
-        path = PROJECT_ROOT / "instances" / f"{instance}.json"
-    if not path.is_file():
-        raise InputError("instance", f"{instance} is neither a file nor a name in instances/")
-    try:
-        raw = json.loads(path.read_text())
-        pool = raw["cluster"]["pools"][0]
-        return raw.get("name", path.stem), pool["system"], pool["topology"]
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
-        raise InputError(
-            "instance", f"{path}: needs cluster.pools[0].system and .topology ({err})"
-        ) from None

@@ -3,7 +3,9 @@
 Two panels: the whole step, and a zoom on two MoE layers in the middle of the step where
 the ping-pong overlap is visible and each bar is labelled with its micro-batch. Each GPU
 has a compute lane (attention, FFN, other) and, just below it, a lane for the transfers
-and collectives it sends.
+and collectives it sends; a GPU's sends of one kind for one layer and micro-batch are drawn
+as one bar from the first start to the last end (the fan-out of an M x N dispatch would
+otherwise stack dozens of bars).
 """
 
 from __future__ import annotations
@@ -82,43 +84,61 @@ def draw(result: ReplayResult, path: Path, title: str = "decode step") -> Path:
     return path
 
 
+def _bars(result: ReplayResult, lane: dict[int, int]) -> list[tuple]:
+    """(owner GPU, is-comm, category, micro-batch, start, end) per bar: compute ops as they
+    are, a GPU's sends merged per (category, layer, micro-batch)."""
+    start, end = result.sim.op_start, result.sim.op_end
+    bars: list[tuple] = []
+    merged: dict[tuple, list[float]] = {}
+    for i, op in enumerate(result.graph.ops):
+        owner = op.gpus[0]
+        if owner not in lane or end[i] <= start[i]:
+            continue
+        if op.kind == "compute":
+            bars.append((owner, False, op.category, op.micro_batch, start[i], end[i]))
+            continue
+        key = (owner, op.category, op.layer, op.micro_batch)
+        span = merged.setdefault(key, [start[i], end[i]])
+        span[0], span[1] = min(span[0], start[i]), max(span[1], end[i])
+    bars += [(o, True, c, mb, lo, hi) for (o, c, _, mb), (lo, hi) in merged.items()]
+    return bars
+
+
+def _lane_names(result: ReplayResult, lane: dict[int, int]) -> list[str]:
+    role_of = {g: role for role in result.roles for g in _role_ids(result, role)}
+    return [f"GPU {g} {role_of.get(g, '')} {kind}" for g in lane for kind in ("compute", "sends")]
+
+
 def _panel(
     ax, result: ReplayResult, lane: dict[int, int], lo: float, hi: float, labels: bool
 ) -> None:
-    start, end = result.sim.op_start, result.sim.op_end
     span = max(hi - lo, 1e-12)
-    for i, op in enumerate(result.graph.ops):
-        if end[i] < lo or start[i] > hi:
+    for owner, comm, category, mb, t0, t1 in _bars(result, lane):
+        if t1 < lo or t0 > hi:
             continue
-        owner = op.gpus[0]
-        if owner not in lane:
-            continue
-        comm = op.kind != "compute"
         y = lane[owner] * 2 + (1 if comm else 0)
-        x0, width = (start[i] - lo) * 1e3, (end[i] - start[i]) * 1e3
+        x0, width = (t0 - lo) * 1e3, (t1 - t0) * 1e3
         ax.broken_barh(
             [(x0, width)],
             (y + 0.1, 0.8),
-            color=COLOURS.get(op.category, "#bcbd22"),
-            alpha=0.55 if comm else 0.9,
+            color=COLOURS.get(category, "#bcbd22"),
+            alpha=0.6 if comm else 0.9,
             edgecolor="white",
             linewidth=0.6,
         )
-        if labels and op.micro_batch >= 0 and width > 0.04 * span * 1e3 and not comm:
+        if labels and mb >= 0 and width > 0.04 * span * 1e3:
             ax.text(
                 x0 + width / 2,
                 y + 0.5,
-                f"mb{op.micro_batch}",
+                f"mb{mb}",
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white",
+                color="white" if not comm else "black",
             )
     ticks = [lane[g] * 2 + off + 0.5 for g in lane for off in (0, 1)]
     ax.set_yticks(ticks)
-    ax.set_yticklabels(
-        [f"GPU {g} {kind}" for g in lane for kind in ("compute", "sends")], fontsize=7
-    )
+    ax.set_yticklabels(_lane_names(result, lane), fontsize=7)
     ax.set_ylim(0, 2 * len(lane))
     ax.invert_yaxis()
     ax.set_xlim(0, span * 1e3)

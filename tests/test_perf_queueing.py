@@ -52,3 +52,12 @@ def test_multi_server_matches_simulation(c, rho):
     lam = rho * c / s
     sim = _simulate_mdc(lam, s, c, 200_000, seed=c)
     assert ttft_queueing(lam, s, c) == pytest.approx(sim, rel=0.08)
+
+
+@pytest.mark.parametrize(("servers", "offered"), [(1, 0.3), (2, 1.5), (8, 6.0), (30, 27.5)])
+def test_erlang_c_matches_the_textbook_sum(servers, offered):
+    """Erlang C = (a^c / c!) / (1 - rho) over sum_{k<c} a^k / k! + (a^c / c!) / (1 - rho)."""
+    rho = offered / servers
+    tail = offered**servers / math.factorial(servers) / (1 - rho)
+    head = sum(offered**k / math.factorial(k) for k in range(servers))
+    assert erlang_c(servers, offered) == pytest.approx(tail / (head + tail), rel=1e-9)

@@ -81,7 +81,7 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
     if {"pd", "afd+pd"} & set(prob.modes):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
         prefill = list(
-            prefill_rates(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
+            prefill_rates(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget, False)
         )
     lo = np.array([p.min_rate for p in prefill])
     hi = np.array([p.max_rate for p in prefill])
@@ -113,7 +113,7 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
                     ok = agg_feasible_prefix(ctx, cand, points, n, corr)
                     if ok:
                         tok = n * ok[-1].tok_s
-                        choice = DecodeChoice(cand, tuple(ok), n)
+                        choice = DecodeChoice(cand, tuple(ok), (n, n))
                         offer(_score(tok, gpus, weights), gpus, choice, n, tok, None)
                     continue
                 dec_rate = n * points[-1].tok_s / osl

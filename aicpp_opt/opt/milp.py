@@ -52,7 +52,8 @@ class DecodeOption:
     seqs: tuple[float, ...]
     tok_s: tuple[float, ...]
     self_prefill: bool
-    fixed_replicas: int | None = None
+    replicas: tuple[int, int] | None = None
+    """Allowed replica counts (inclusive) when the curve holds only for some counts."""
     payload: object = None
 
 
@@ -92,12 +93,11 @@ def _replica_cap(gpus: dict[str, int], capacity: dict[str, int], budget: int) ->
     return min([budget // total, *caps]) if total else 0
 
 
-def _replicas_allowed(o: DecodeOption, capacity: dict[str, int], budget: int) -> int:
-    """Upper bound on replicas (a fixed count when the option has one; 0 if it cannot fit)."""
+def _replicas_allowed(o: DecodeOption, capacity: dict[str, int], budget: int) -> tuple[int, int]:
+    """(fewest, most) replicas of the option that fit; fewest > most when none can."""
     free = _replica_cap(o.gpus, capacity, budget)
-    if o.fixed_replicas is None:
-        return free
-    return o.fixed_replicas if o.fixed_replicas <= free else 0
+    lo, hi = o.replicas or (1, free)
+    return max(lo, 1), min(hi, free)
 
 
 def _build(
@@ -111,9 +111,14 @@ def _build(
 ) -> pyo.ConcreteModel:
     m = pyo.ConcreteModel()
     pools = sorted(capacity)
-    caps = {o.key: _replicas_allowed(o, capacity, budget) for o in decode}
+    ranges = {o.key: _replicas_allowed(o, capacity, budget) for o in decode}
+    caps = {k: hi for k, (_, hi) in ranges.items()}
     pre = [p for p in prefill if sum(p.gpus.values()) <= budget]
-    dec = [o for o in decode if caps[o.key] >= 1 and o.seqs and (o.self_prefill or pre)]
+    dec = [
+        o
+        for o in decode
+        if ranges[o.key][0] <= ranges[o.key][1] and o.seqs and (o.self_prefill or pre)
+    ]
     if not dec:
         raise NoPlanError("no decode option fits the budget")
     m.D = pyo.Set(initialize=[o.key for o in dec], ordered=True)
@@ -128,10 +133,7 @@ def _build(
     m.w = pyo.Var(m.P, within=pyo.Binary)
 
     m.one_decode = pyo.Constraint(expr=sum(m.y[d] for d in m.D) == 1)
-    fixed = {o.key for o in dec if o.fixed_replicas is not None}
-    m.n_on = pyo.Constraint(
-        m.D, rule=lambda _m, d: m.n[d] >= (caps[d] if d in fixed else 1) * m.y[d]
-    )
+    m.n_on = pyo.Constraint(m.D, rule=lambda _m, d: m.n[d] >= ranges[d][0] * m.y[d])
     m.n_off = pyo.Constraint(m.D, rule=lambda _m, d: m.n[d] <= caps[d] * m.y[d])
     m.lam_sum = pyo.Constraint(
         m.D, rule=lambda _m, d: sum(m.lam[d, i] for i in range(len(by_key[d].seqs))) == m.n[d]

@@ -9,6 +9,8 @@ are dropped before the MILP: the objective only sees a shape's capacity, so this
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from aicpp_opt.errors import InputError
 from aicpp_opt.opt.milp import DecodeOption, PrefillOption
 from aicpp_opt.opt.space import Candidate
+from aicpp_opt.perf.breakdown import Cost
 from aicpp_opt.perf.context import PerfContext
 from aicpp_opt.perf.evaluate import (
     agg_memory,
@@ -123,18 +126,31 @@ def _grid(max_batch: int) -> list[int]:
     return [b for b in BATCH_GRID if b <= max_batch]
 
 
-def max_feasible(ctx: PerfContext, cand: Candidate, corr: Corrections, grid: list[int]) -> int:
-    """Index of the largest feasible breakpoint (-1 if none); constraints are monotone in batch."""
-    lo, hi = -1, len(grid) - 1
-    if decode_point(ctx, cand, grid[0], corr) is None:
-        return -1
-    lo = 0
+def max_feasible(
+    ctx: PerfContext, cand: Candidate, corr: Corrections, grid: list[int], hint: int = 0
+) -> int:
+    """Index of the largest feasible breakpoint (-1 if none); the constraints are monotone in
+    batch. ``hint`` (the answer for a similar shape) is tried first: neighbouring candidates
+    differ in one choice, so it is usually right and costs two evaluations."""
+
+    def ok(i: int) -> bool:
+        return decode_point(ctx, cand, grid[i], corr) is not None
+
+    hint = min(max(hint, 0), len(grid) - 1)
+    if ok(hint):
+        if hint == len(grid) - 1 or not ok(hint + 1):
+            return hint
+        lo, hi = hint + 1, len(grid) - 1
+    else:
+        if hint == 0:
+            return -1
+        lo, hi = -1, hint - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if decode_point(ctx, cand, grid[mid], corr) is None:
-            hi = mid - 1
-        else:
+        if ok(mid):
             lo = mid
+        else:
+            hi = mid - 1
     return lo
 
 
@@ -155,7 +171,7 @@ class DecodeChoice:
 
     candidate: Candidate
     points: tuple[Point, ...]
-    replicas: int | None = None
+    replicas: tuple[int, int] | None = None
 
 
 def _option(key: str, choice: DecodeChoice, self_prefill: bool) -> DecodeOption:
@@ -165,9 +181,68 @@ def _option(key: str, choice: DecodeChoice, self_prefill: bool) -> DecodeOption:
         seqs=tuple(p.seqs for p in choice.points),
         tok_s=tuple(p.tok_s for p in choice.points),
         self_prefill=self_prefill,
-        fixed_replicas=choice.replicas,
+        replicas=choice.replicas,
         payload=choice,
     )
+
+
+def _best_per_gpus(
+    ctx: PerfContext, cands: list[Candidate], corr: Corrections, grid: list[int]
+) -> dict[tuple, tuple[float, int, int]]:
+    """Per (mode, GPU vector): (capacity, candidate index, largest feasible breakpoint) of
+    the shape with the highest capacity at its largest feasible batch."""
+    best: dict[tuple, tuple[float, int, int]] = {}
+    hint = 0
+    for n, cand in enumerate(cands):
+        i = max_feasible(ctx, cand, corr, grid, hint)
+        if i < 0:
+            continue
+        hint = i
+        cap = decode_point(ctx, cand, grid[i], corr).tok_s
+        key = (cand.mode, cand.gpus)
+        if key not in best or cap > best[key][0]:
+            best[key] = (cap, n, i)
+    return best
+
+
+PARALLEL_MIN = 4000
+"""Candidate counts above which the capacity scan is split over the machine's cores."""
+
+
+_SCAN: tuple = ()
+"""(ctx, candidates, corrections, grid) of the running parallel scan: forked workers inherit
+it instead of receiving a pickled copy of the cost tables."""
+
+
+def _scan(span: tuple[int, int]) -> dict[tuple, tuple[float, int, int]]:
+    ctx, cands, corr, grid = _SCAN
+    lo, hi = span
+    part = _best_per_gpus(ctx, cands[lo:hi], corr, grid)
+    return {k: (cap, n + lo, i) for k, (cap, n, i) in part.items()}
+
+
+def _best_parallel(
+    ctx: PerfContext, cands: list[Candidate], corr: Corrections, grid: list[int]
+) -> dict[tuple, tuple[float, int, int]]:
+    """``_best_per_gpus`` over all cores (forked workers share the loaded tables); the merge
+    keeps the first best in candidate order, as the serial scan does."""
+    global _SCAN
+    workers = min(os.cpu_count() or 1, 8)
+    if workers < 2 or len(cands) < PARALLEL_MIN:
+        return _best_per_gpus(ctx, cands, corr, grid)
+    size = -(-len(cands) // workers)
+    _SCAN = (ctx, cands, corr, grid)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_scan, [(i, i + size) for i in range(0, len(cands), size)])
+    finally:
+        _SCAN = ()
+    best: dict[tuple, tuple[float, int, int]] = {}
+    for part in parts:
+        for key, val in part.items():
+            if key not in best or val[0] > best[key][0]:
+                best[key] = val
+    return best
 
 
 def pd_decode_options(
@@ -175,19 +250,11 @@ def pd_decode_options(
 ) -> list[DecodeOption]:
     """Best decode shape per GPU vector (by capacity at its largest feasible batch)."""
     grid = _grid(max_batch)
-    best: dict[tuple, tuple[float, Candidate, int]] = {}
-    for cand in cands:
-        i = max_feasible(ctx, cand, corr, grid)
-        if i < 0:
-            continue
-        cap = decode_point(ctx, cand, grid[i], corr).tok_s
-        key = (cand.mode, cand.gpus)
-        if key not in best or cap > best[key][0]:
-            best[key] = (cap, cand, i)
+    cands = list(cands)
     out = []
-    for n, (_, cand, i) in enumerate(best.values()):
-        points = tuple(curve(ctx, cand, corr, grid[: i + 1]))
-        out.append(_option(f"{cand.mode}:{n}", DecodeChoice(cand, points), False))
+    for n, (_, c, i) in enumerate(_best_parallel(ctx, cands, corr, grid).values()):
+        points = tuple(curve(ctx, cands[c], corr, grid[: i + 1]))
+        out.append(_option(f"{cands[c].mode}:{n}", DecodeChoice(cands[c], points), False))
     return out
 
 
@@ -209,10 +276,11 @@ def agg_feasible_prefix(
 def agg_options(
     ctx: PerfContext, cands: Iterable[Candidate], corr: Corrections, max_batch: int, budget: int
 ) -> list[DecodeOption]:
-    """Aggregated shapes per replica count (their TTFT depends on it): the best shape per
-    (GPU vector, count)."""
+    """Aggregated shapes: their TTFT depends on the replica count, so the best shape is found
+    per (GPU vector, count), and runs of counts sharing the same shape and curve become one
+    option with a replica range."""
     grid = _grid(max_batch)
-    best: dict[tuple, tuple[float, DecodeChoice]] = {}
+    best: dict[tuple, tuple[float, Candidate, tuple[Point, ...]]] = {}
     for cand in cands:
         i = max_feasible(ctx, cand, corr, grid)
         if i < 0:
@@ -222,31 +290,47 @@ def agg_options(
             ok = agg_feasible_prefix(ctx, cand, points, n, corr)
             key = (cand.gpus, n)
             if ok and (key not in best or ok[-1].tok_s > best[key][0]):
-                best[key] = (ok[-1].tok_s, DecodeChoice(cand, tuple(ok), n))
-    return [_option(f"agg:{i}", c, True) for i, (_, c) in enumerate(best.values())]
+                best[key] = (ok[-1].tok_s, cand, tuple(ok))
+    runs: list[tuple[Candidate, tuple[Point, ...], int, int]] = []
+    for (_, n), (_, cand, pts) in sorted(best.items()):
+        last = runs[-1] if runs else None
+        if last and last[0] == cand and last[1] == pts and last[3] == n - 1:
+            runs[-1] = (cand, pts, last[2], n)
+        else:
+            runs.append((cand, pts, n, n))
+    return [
+        _option(f"agg:{i}", DecodeChoice(cand, pts, (lo, hi)), True)
+        for i, (cand, pts, lo, hi) in enumerate(runs)
+    ]
+
+
+def _edge(ttft: Callable[[float], float], limit: float, good: float, bad: float) -> float:
+    """The boundary between a rate meeting ``limit`` and one breaking it (relative 1e-12)."""
+    for _ in range(42):
+        mid = 0.5 * (good + bad)
+        good, bad = (mid, bad) if ttft(mid) <= limit else (good, mid)
+    return good
 
 
 def feasible_interval(
-    ttft: Callable[[float], float], limit: float, hi: float
+    ttft: Callable[[float], float], limit: float, hi: float, monotone: bool
 ) -> tuple[float, float] | None:
-    """The arrival rates in (0, hi) with ttft(rate) <= limit, assumed an interval (TTFT falls
-    with rate while batches form faster, then rises with queueing)."""
-    grid = [hi * (1 - 1e-9) * 2.0 ** (-k / 4) for k in range(80)][::-1]
+    """The arrival rates in (0, hi) with ttft(rate) <= limit. ``monotone``: TTFT only rises
+    with the rate (one request per forward); otherwise TTFT first falls while batches form
+    faster, then rises with queueing, and the feasible set is an interval found from a scan."""
+    top = hi * (1 - 1e-9)
+    if monotone:
+        if ttft(top * 1e-12) > limit:
+            return None
+        return 0.0, top if ttft(top) <= limit else _edge(ttft, limit, top * 1e-12, top)
+    grid = [top * 2.0 ** (-k / 2) for k in range(48)][::-1]
     ok = [r for r in grid if ttft(r) <= limit]
     if not ok:
         return None
-    lo_ok, hi_ok = ok[0], ok[-1]
-
-    def edge(good: float, bad: float) -> float:
-        for _ in range(60):
-            mid = 0.5 * (good + bad)
-            good, bad = (mid, bad) if ttft(mid) <= limit else (good, mid)
-        return good
-
-    below = [r for r in grid if r < lo_ok]
-    lo = edge(lo_ok, below[-1]) if below else 0.0
-    above = [r for r in grid if r > hi_ok]
-    return lo, edge(hi_ok, above[0] if above else hi)
+    below = [r for r in grid if r < ok[0]]
+    above = [r for r in grid if r > ok[-1]]
+    lo = _edge(ttft, limit, ok[0], below[-1]) if below else 0.0
+    return lo, _edge(ttft, limit, ok[-1], above[0]) if above else ok[-1]
 
 
 @dataclass(frozen=True)
@@ -261,10 +345,14 @@ def prefill_rates(
     corr: Corrections,
     link: Dimension,
     budget: int,
+    fastest_only: bool = True,
 ) -> Iterator[PrefillOption]:
     """Per prefill shape and replica count, the arrival-rate interval meeting TTFT (queueing,
-    compute and KV transfer over ``link``)."""
+    compute and KV transfer over ``link``). ``fastest_only`` keeps, of shapes alike in ranks,
+    batch and KV transfer, only the fastest: TTFT rises with the service time, so the others
+    can never allow a rate it does not (the enumeration oracle keeps them all)."""
     slo = ctx.workload.slo.ttft
+    fastest: dict[tuple, tuple[float, Role, Cost]] = {}
     for role in roles:
         if not _fits(prefill_memory(ctx, role)):
             continue
@@ -273,8 +361,14 @@ def prefill_rates(
         except InputError as err:
             uncovered(ctx).add(str(err))
             continue
-        service *= corr.ttft
         kv = kv_over(ctx, link, role)
+        key = (role.pool, role.shape.attention_gpus, role.shape.attn_dp, role.batch, kv.seconds)
+        if not fastest_only:
+            key = (*key, role)
+        if key not in fastest or service < fastest[key][0]:
+            fastest[key] = (service, role, kv)
+    for service, role, kv in fastest.values():
+        service *= corr.ttft
         if service + kv.seconds > slo:
             continue
         g = role.shape.attention_gpus
@@ -282,7 +376,10 @@ def prefill_rates(
             r = replace(role, replicas=n)
             cap = n * role.shape.attn_dp * role.batch / service
             span = feasible_interval(
-                lambda rate, r=r, s=service, kv=kv: prefill_ttft(r, s, rate, kv).total, slo, cap
+                lambda rate, r=r, s=service, kv=kv: prefill_ttft(r, s, rate, kv).total,
+                slo,
+                cap,
+                monotone=role.batch == 1,
             )
             if span is not None:
                 yield PrefillOption(

@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import math
 
+from scipy.special import gammaincc
+
 SATURATED = 1e-9
 """Utilisation within this of 1 is saturation (a fleet balanced on its prefill capacity sits at
 rho = 1 up to rounding)."""
 
 
 def erlang_c(servers: int, offered: float) -> float:
-    """Probability that an arrival waits in M/M/c with offered load ``offered`` = lambda * S."""
+    """Probability that an arrival waits in M/M/c with offered load ``offered`` = lambda * S.
+
+    Closed form through the Erlang-B formula B = Poisson pmf(c; a) / Poisson cdf(c; a) (the cdf
+    is the regularised upper incomplete gamma Q(c + 1, a)), so the cost does not grow with the
+    number of servers: fleets reach thousands of prefill ranks."""
     rho = offered / servers
     if rho >= 1.0:
         return 1.0
-    term, total = 1.0, 1.0  # a^k / k!, summed for k < c
-    for k in range(1, servers):
-        term *= offered / k
-        total += term
-    last = term * offered / servers / (1.0 - rho)
-    return last / (total + last)
+    if offered <= 0.0:
+        return 0.0
+    log_pmf = -offered + servers * math.log(offered) - math.lgamma(servers + 1)
+    erlang_b = math.exp(log_pmf) / gammaincc(servers + 1, offered)
+    return erlang_b / (1.0 - rho * (1.0 - erlang_b))
 
 
 def ttft_queueing(arrival_rate: float, service_time: float, servers: int) -> float:

@@ -69,7 +69,9 @@ def draw(result: ReplayResult, path: Path, title: str = "decode step") -> Path:
     _panel(axes[0], result, lane, 0.0, result.tpot_s, labels=False)
     axes[0].set_title(f"{title}: {result.tpot_s * 1e3:.3f} ms ({result.simulator})")
     _panel(axes[1], result, lane, lo, hi, labels=True)
-    axes[1].set_title(f"zoom: layers {mid}-{mid + 1} (bars labelled with their micro-batch)")
+    tagged = any(op.micro_batch >= 0 for op in result.graph.ops)
+    note = " (bars labelled with their micro-batch)" if tagged else ""
+    axes[1].set_title(f"zoom: layers {mid}-{mid + 1}{note}")
     used = {op.category for op in result.graph.ops}
     fig.legend(
         handles=[Patch(color=c, label=k) for k, c in COLOURS.items() if k in used],

@@ -15,6 +15,7 @@ from aicpp_opt.opt.replay_check import replay_checker
 from aicpp_opt.opt.solve import Outcome, solve
 from aicpp_opt.report.summary import (
     headline,
+    make_console,
     memory_table,
     numbers_table,
     plan_table,
@@ -28,9 +29,23 @@ MODE_CHOICES = ("auto", *MODES, "afd")
 
 def parse_modes(mode: str) -> tuple[str, ...] | None:
     """``auto`` means every mode the instance allows; ``afd`` is AFD decode with P/D prefill."""
+    if mode not in MODE_CHOICES:
+        raise InputError("--mode", f"unknown mode {mode!r}; use one of {', '.join(MODE_CHOICES)}")
     if mode == "auto":
         return None
     return ("afd+pd",) if mode == "afd" else (mode,)
+
+
+def instance_workload(inst, name: str | None):
+    """A workload the instance lists (its first when ``name`` is None)."""
+    if name is None:
+        return inst.workloads[0]
+    names = [w.name for w in inst.workloads]
+    if name not in names:
+        raise InputError(
+            "--workload", f"{name!r} is not in {inst.name}; use one of {', '.join(names)}"
+        )
+    return inst.workload(name)
 
 
 def outcome_dict(out: Outcome) -> dict:
@@ -99,25 +114,45 @@ def print_outcome(console: Console, out: Outcome) -> None:
 
 @click.command(name="solve")
 @click.argument("instance")
-@click.option("--mode", type=click.Choice(MODE_CHOICES), default="auto", show_default=True)
+@click.option("--mode", default="auto", show_default=True, help=" | ".join(MODE_CHOICES))
 @click.option("--workload", "-w", default=None, help="Workload of the instance (default: first).")
 @click.option("--budget", type=int, default=None, help="GPUs at most (default: all).")
-@click.option("--objective", type=click.Choice(OBJECTIVES), default=None)
+@click.option("--objective", default=None, help=" | ".join(OBJECTIVES))
 @click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds.")
-@click.option("--method", type=click.Choice(("milp", "enumerate")), default="milp")
+@click.option("--method", default="milp", show_default=True, help="milp | enumerate")
+@click.option(
+    "--gap", type=float, default=1e-6, show_default=True, help="Relative MILP gap to prove."
+)
 @click.option("--replay/--no-replay", default=True, show_default=True)
 @click.option("--astra-sim", default=None, help="AstraSim analytical binary to replay on too.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def solve_command(
-    instance, mode, workload, budget, objective, time_limit, method, replay, astra_sim, json_out
+    instance,
+    mode,
+    workload,
+    budget,
+    objective,
+    time_limit,
+    method,
+    gap,
+    replay,
+    astra_sim,
+    json_out,
 ):
     """The plan with the most output tokens/s (or per GPU, per dollar) under the SLOs."""
-    console = Console()
+    if method not in ("milp", "enumerate"):
+        raise InputError("--method", f"unknown method {method!r}; use milp or enumerate")
+    if not 0 <= gap < 1:
+        raise InputError("--gap", f"must be in [0, 1), got {gap}")
+    if time_limit <= 0:
+        raise InputError("--time-limit", f"must be positive seconds, got {time_limit}")
+    console = make_console()
     inst = load_instance(instance)
-    prob = make_problem(inst, inst.workload(workload), parse_modes(mode), budget, objective)
+    modes = parse_modes(mode)
+    prob = make_problem(inst, instance_workload(inst, workload), modes, budget, objective)
     start = time.perf_counter()
     replayer = replay_checker(prob, astra_sim) if replay else None
-    out = solve(prob, time_limit=time_limit, method=method, replay=replayer)
+    out = solve(prob, time_limit=time_limit, method=method, replay=replayer, rel_gap=gap)
     console.print(
         f"[bold]{inst.name}[/] · {prob.workload.name} · modes {', '.join(prob.modes)} · "
         f"objective {prob.objective} · {time.perf_counter() - start:.2f} s"
@@ -151,7 +186,7 @@ def frontier(instance, budgets, workload, modes, out_dir):
     for m in mode_list:
         if m not in MODES:
             raise InputError("--modes", f"unknown mode {m!r}; use {', '.join(MODES)}")
-    run_frontier(Console(), inst, inst.workload(workload), sizes, mode_list, out_dir)
+    run_frontier(make_console(), inst, instance_workload(inst, workload), sizes, mode_list, out_dir)
 
 
 @click.command()
@@ -161,4 +196,4 @@ def compare(instance, json_out):
     """Best aggregated, P/D and AFD+P/D plan per workload and SLO tier, side by side."""
     from aicpp_opt.report.compare import run_compare
 
-    run_compare(Console(), load_instance(instance), json_out)
+    run_compare(make_console(), load_instance(instance), json_out)

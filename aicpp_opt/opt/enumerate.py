@@ -58,7 +58,7 @@ def _add(a: dict[str, int], b: dict[str, int], n: int = 1) -> dict[str, int]:
 
 
 def enumerate_once(
-    prob: Problem, corr: Corrections, time_limit: float = 0.0
+    prob: Problem, corr: Corrections, time_limit: float = 0.0, rel_gap: float = 0.0
 ) -> tuple[Plan, SolverStats]:
     """The best plan over the whole discrete space, with how many combinations were scored."""
     start = time.perf_counter()

@@ -38,6 +38,10 @@ class NoPlanError(Exception):
     """The MILP has no feasible point (the caller explains why in the user's terms)."""
 
 
+class TimeLimitError(Exception):
+    """The solver ran out of time before finding any plan (the problem may be feasible)."""
+
+
 @dataclass(frozen=True)
 class DecodeOption:
     """One decode-capable worker shape with its per-replica PWL curve over batch breakpoints.
@@ -205,6 +209,8 @@ def _solve_once(m: pyo.ConcreteModel, time_limit: float, rel_gap: float):
         raise_exception_on_nonoptimal_result=False,
     )
     if res.solution_status not in (SolutionStatus.optimal, SolutionStatus.feasible):
+        if res.termination_condition == TerminationCondition.maxTimeLimit:
+            raise TimeLimitError(f"no plan found within the time limit of {time_limit:g} s")
         raise NoPlanError(str(res.termination_condition.name))
     res.solution_loader.load_vars()
     optimal = res.termination_condition == TerminationCondition.convergenceCriteriaSatisfied
@@ -238,7 +244,7 @@ def solve_milp(
     while it < max_iterations:
         it += 1
         m = _build(decode, prefill, capacity, budget, osl, resource_weight or {}, q)
-        remaining = max(time_limit - (time.perf_counter() - start), 1.0)
+        remaining = max(time_limit - (time.perf_counter() - start), 0.01)
         status, optimal, gap = _solve_once(m, remaining, rel_gap)
         tok = pyo.value(m.tok_s)
         resource = sum((resource_weight or {}).get(pool, 0.0) * g for pool, g in _gpus(m).items())

@@ -10,10 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from aicpp_opt.errors import InfeasibleError
+from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.opt import space
 from aicpp_opt.opt.build import plan_from
-from aicpp_opt.opt.milp import DecodeOption, MilpResult, NoPlanError, PrefillOption, solve_milp
+from aicpp_opt.opt.milp import (
+    DecodeOption,
+    MilpResult,
+    NoPlanError,
+    PrefillOption,
+    TimeLimitError,
+    solve_milp,
+)
 from aicpp_opt.opt.options import (
     Corrections,
     agg_options,
@@ -169,7 +176,9 @@ def _fastest_decode(prob: Problem, corr: Corrections):
     return best
 
 
-def solve_once(prob: Problem, corr: Corrections, time_limit: float) -> tuple[Plan, SolverStats]:
+def solve_once(
+    prob: Problem, corr: Corrections, time_limit: float, rel_gap: float = 1e-6
+) -> tuple[Plan, SolverStats]:
     start = time.perf_counter()
     dec, pre = options(prob, corr)
     if not dec:
@@ -185,7 +194,10 @@ def solve_once(prob: Problem, corr: Corrections, time_limit: float) -> tuple[Pla
                 prob.workload.osl,
                 resource_weights(prob),
                 time_limit=time_limit,
+                rel_gap=rel_gap,
             )
+        except TimeLimitError as err:
+            raise InputError("--time-limit", f"{err}; raise it") from None
         except NoPlanError:
             raise InfeasibleError(explain(prob, corr, dec, pre)) from None
         plan = plan_from(result, prob.instance, prob.pwl, corr)
@@ -232,7 +244,6 @@ def evaluator_check(ev: Evaluation, checker: str) -> Checked:
     )
 
 
-Finder = Callable[[Problem, Corrections, float], tuple[Plan, SolverStats]]
 Replayer = Callable[[Plan, Evaluation], Checked]
 
 
@@ -241,6 +252,7 @@ def solve(
     time_limit: float = 60.0,
     method: str = "milp",
     replay: Replayer | None = None,
+    rel_gap: float = 1e-6,
 ) -> Outcome:
     """Find the best plan (MILP, or the enumeration oracle), then check it on the measured
     grids and, when ``replay`` is given, on the network replay; while a check breaks an SLO,
@@ -253,7 +265,7 @@ def solve(
     rounds: list[Round] = []
     warnings: list[str] = []
     for _ in range(MAX_ROUNDS):
-        plan, stats = find(prob, corr, time_limit)
+        plan, stats = find(prob, corr, time_limit, rel_gap)
         predicted = evaluate_context(prob.pwl, plan, prefill_ctx=prob.measured)
         evaluated = evaluate_context(prob.measured, plan)
         pred = evaluator_check(predicted, "MILP (PWL)")

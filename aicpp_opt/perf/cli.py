@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aicpp_opt.perf.context import PIPELINES, SURROGATES
 from aicpp_opt.perf.evaluate import Evaluation, evaluate_plan
+from aicpp_opt.report.summary import make_console
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.spec.plan import load_plan
@@ -86,6 +87,6 @@ def evaluate(
     model = load_model(inst.model)
     p = load_plan(plan, inst, model.moe.num_experts)
     ev = evaluate_plan(p, inst, inst.workload(workload), surrogate=surrogate, pipeline=pipeline)
-    _print(ev, Console())
+    _print(ev, make_console())
     if json_out is not None:
         json_out.write_text(json.dumps(ev.to_dict(), indent=2) + "\n")

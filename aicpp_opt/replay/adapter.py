@@ -30,7 +30,7 @@ Mapping choices (what the replay takes from where):
   expert picks under the routing distribution (experts round-robin by popularity over EP
   ranks, as ``perf.routing``). AFD direct: attention GPU -> FFN GPU edge = micro-batch tokens
   x distinct EP targets x moe_tp x hidden x dtype / set size, weighted by the FFN GPU's EP
-  share; all_to_all spreads the same bytes over every FFN GPU; allgather_reducescatter sends
+  share; all_to_all moves the same bytes as one exchange per FFN set; allgather_reducescatter sends
   the micro-batch's tokens once to a home FFN GPU. KV: ISL x layers x KV bytes per token
   per layer per request; ``batch x attn_dp`` requests of a prefill replica go from its GPUs
   to the decode (attention) GPUs of decode replica 0.
@@ -229,8 +229,7 @@ def _afd(
     if a.dispatch == "allgather_reducescatter":
         a2f, f2a, weights = mb * h * moe_b, mb * h * act, ()
     else:
-        spread = n_set if a.dispatch == "direct" else len(ffn)
-        a2f, f2a = send * moe_b / spread, send * act / spread
+        a2f, f2a = send * moe_b / n_set, send * act / n_set
     ffn_tp = [_tp(fs, shape.moe_tp, m_set * mb / shape.moe_ep * h * act) for fs in feeders]
     return AfdDecode(
         attention_gpus=att,

@@ -78,8 +78,9 @@ class AfdDecode:
     share of the routing; empty = all 1). ``attn_tp`` also runs twice per dense layer (after
     attention and after the dense MLP), as a TP group does. Dispatch:
     ``direct`` sends over the pairing edges and each FFN GPU starts on its own inputs;
-    ``all_to_all`` sends from every attention GPU to every FFN GPU as one collective (the
-    FFN waits for the whole exchange); ``allgather_reducescatter`` sends each attention GPU's
+    ``all_to_all`` is one exchange per FFN set, from every attention GPU paired with the set
+    to every GPU of it (each FFN GPU waits for its set's whole exchange, as a collective
+    does); ``allgather_reducescatter`` sends each attention GPU's
     tokens to one FFN GPU of its group, all-gathers them over the group's FFN GPUs, and
     reduce-scatters after the experts before sending back.
     """
@@ -339,13 +340,16 @@ def _moe_exchange(g: Graph, s: AfdDecode, last: dict[int, int], where: dict) -> 
     GPU, the ops its next attention must wait for."""
     layer = where["layer"]
     if s.dispatch == "all_to_all":
-        groups = [(tuple(s.attention_gpus), tuple(s.ffn_gpus))]
+        feeders: dict[tuple[int, ...], list[int]] = {}
+        for a, f in s.pairing:
+            feeders.setdefault(tuple(f), []).extend(a)
+        groups = [(tuple(a), f) for f, a in feeders.items()]
     else:
         groups = [(tuple(a), tuple(f)) for a, f in s.pairing]
     weight = dict(zip(s.ffn_gpus, s.ffn_weights or (1.0,) * len(s.ffn_gpus), strict=True))
     back: dict[int, list[int]] = {a: [] for a in s.attention_gpus}
-    sent_all: list[int] = []
     inbound: dict[int, list[int]] = {}
+    exchange: dict[tuple[int, ...], list[int]] = {}
     for atts, ffns in groups:
         for i, a in enumerate(atts):
             targets = ffns if s.dispatch != "allgather_reducescatter" else (ffns[i % len(ffns)],)
@@ -353,10 +357,12 @@ def _moe_exchange(g: Graph, s: AfdDecode, last: dict[int, int], where: dict) -> 
                 nbytes = s.a2f_bytes * weight[f]
                 op = g.transfer(a, f, nbytes, f"A{a}->F{f} L{layer}", "a2f", (last[a],), **where)
                 inbound.setdefault(f, []).append(op)
-                sent_all.append(op)
+                exchange.setdefault(ffns, []).append(op)
     ffn_last: dict[int, int] = {}
     for atts, ffns in groups:
-        deps = {f: sent_all if s.dispatch == "all_to_all" else inbound.get(f, []) for f in ffns}
+        deps = {
+            f: exchange[ffns] if s.dispatch == "all_to_all" else inbound.get(f, []) for f in ffns
+        }
         if s.dispatch == "allgather_reducescatter" and len(ffns) > 1:
             ag = g.collective(
                 "all_gather",

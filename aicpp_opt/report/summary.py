@@ -3,6 +3,7 @@ print a plan beside the MILP's prediction, the evaluator's check and the replay.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -109,6 +110,12 @@ def memory_table(ev: Evaluation) -> Table:
                 f"{m.reserve / gb:.1f}",
             )
     return t
+
+
+def make_console() -> Console:
+    """Rich console; when the output is not a terminal (a pipe, a log, CI) lines are not
+    wrapped at 80 columns, so tables and messages stay whole."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def print_tables(console: Console, *tables: Table) -> None:

@@ -50,3 +50,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="aicpp-opt")
 def main() -> None:
     """Plan GPU fleets for serving MoE LLMs: aggregated, P/D or attention-FFN disaggregated."""
+
+
+if __name__ == "__main__":
+    main()

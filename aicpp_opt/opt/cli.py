@@ -27,6 +27,13 @@ from aicpp_opt.spec.plan import plan_to_dict
 MODE_CHOICES = ("auto", *MODES, "afd")
 
 
+def plain(value):
+    """JSON form of numpy scalars (simulator results carry them)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def parse_modes(mode: str) -> tuple[str, ...] | None:
     """``auto`` means every mode the instance allows; ``afd`` is AFD decode with P/D prefill."""
     if mode not in MODE_CHOICES:
@@ -159,7 +166,7 @@ def solve_command(
     )
     print_outcome(console, out)
     if json_out is not None:
-        json_out.write_text(json.dumps(outcome_dict(out), indent=2) + "\n")
+        json_out.write_text(json.dumps(outcome_dict(out), indent=2, default=plain) + "\n")
         console.print(f"wrote {json_out}")
 
 

@@ -21,11 +21,11 @@ def replay_checker(prob: Problem, astra_sim: str | None = None) -> Replayer:
         replayed_prefill = rep.ttft_s - ttft.queueing - ttft.kv_transfer
         return Checked(
             f"replay ({rep.simulator})",
-            rep.tpot_s,
-            rep.ttft_s,
-            max(replayed_prefill, 0.0),
+            float(rep.tpot_s),
+            float(rep.ttft_s),
+            max(float(replayed_prefill), 0.0),
             evaluated.flow.decode_capacity * evaluated.tpot / rep.tpot_s,
-            rep.tpot_s <= slo.tpot and rep.ttft_s <= slo.ttft,
+            bool(rep.tpot_s <= slo.tpot and rep.ttft_s <= slo.ttft),
             rep,
         )
 

@@ -30,10 +30,10 @@ Mapping choices (what the replay takes from where):
   expert picks under the routing distribution (experts round-robin by popularity over EP
   ranks, as ``perf.routing``). AFD direct: attention GPU -> FFN GPU edge = micro-batch tokens
   x distinct EP targets x moe_tp x hidden x dtype / set size, weighted by the FFN GPU's EP
-  share; all_to_all moves the same bytes as one exchange per FFN set; allgather_reducescatter sends
-  the micro-batch's tokens once to a home FFN GPU. KV: ISL x layers x KV bytes per token
-  per layer per request; ``batch x attn_dp`` requests of a prefill replica go from its GPUs
-  to the decode (attention) GPUs of decode replica 0.
+  share; all_to_all moves the same bytes as one exchange per FFN set;
+  allgather_reducescatter sends the micro-batch's tokens once to a home FFN GPU. KV: ISL x
+  layers x KV bytes per token per layer per request; ``batch x attn_dp`` requests of a
+  prefill replica go from its GPUs to the decode (attention) GPUs of decode replica 0.
 - **Aggregated TTFT**: one chunk-carrying iteration (its ops read back from the mean
   iteration's tagged ops) is replayed; TTFT = predicted queueing + chunks x that iteration.
 - **Prefill** replays one forward of replica 0 carrying every uncached prompt token of its
@@ -131,7 +131,9 @@ def _base(name: str) -> str:
     return name.split(" [", 1)[0]
 
 
-def _compute(ops: tuple[OpCost, ...], layer: str, side: str | None = None, attention=None) -> float:
+def _compute(
+    ops: tuple[OpCost, ...], layer: str, side: str | None = None, attention: bool | None = None
+) -> float:
     """Summed seconds of the compute ops of a layer kind (optionally one side, or only the
     attention-block ops / only the others)."""
     total = 0.0
@@ -356,11 +358,11 @@ class ReplayReport:
 
     def to_dict(self) -> dict:
         return {
-            "ttft_ms": None if self.ttft_s is None else self.ttft_s * 1e3,
-            "tpot_ms": self.tpot_s * 1e3,
-            "throughput_tok_s": self.throughput_tps,
-            "tok_s_per_gpu": self.throughput_tps / self.gpus_used if self.gpus_used else 0.0,
-            "tok_s_per_user": 1.0 / self.tpot_s if self.tpot_s > 0 else 0.0,
+            "ttft_ms": None if self.ttft_s is None else float(self.ttft_s) * 1e3,
+            "tpot_ms": float(self.tpot_s) * 1e3,
+            "throughput_tok_s": float(self.throughput_tps),
+            "tok_s_per_gpu": float(self.throughput_tps) / self.gpus_used if self.gpus_used else 0.0,
+            "tok_s_per_user": 1.0 / float(self.tpot_s) if self.tpot_s > 0 else 0.0,
             "gpus_used": self.gpus_used,
             "simulator": self.simulator,
         }

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from aicpp_opt.costs.store import COST_TABLES_DIR
+from aicpp_opt.replay.cli import calibrate_comm
 
 
 @click.group()
@@ -48,3 +49,7 @@ def report(system: str | None, as_json: bool, root: Path) -> None:
     from calibrate.report import print_report
 
     print_report(root, system, as_json)
+
+
+# ``calibrate comm`` (simulator sweeps of the collectives) lives beside the simulator.
+calibrate.add_command(calibrate_comm)

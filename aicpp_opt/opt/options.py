@@ -186,12 +186,22 @@ def _option(key: str, choice: DecodeChoice, self_prefill: bool) -> DecodeOption:
     )
 
 
-def _best_per_gpus(
-    ctx: PerfContext, cands: list[Candidate], corr: Corrections, grid: list[int]
-) -> dict[tuple, tuple[float, int, int]]:
-    """Per (mode, GPU vector): (capacity, candidate index, largest feasible breakpoint) of
-    the shape with the highest capacity at its largest feasible batch."""
-    best: dict[tuple, tuple[float, int, int]] = {}
+Best = dict[tuple, tuple[float, int, Any]]
+"""Per key: (value, candidate index, payload): the best candidate found for that key."""
+
+
+def _offer(best: Best, key: tuple, value: float, index: int, payload: Any) -> None:
+    """Keep the higher value; on a tie the earlier candidate (so the result does not depend on
+    how the scan was split)."""
+    old = best.get(key)
+    if old is None or value > old[0] or (value == old[0] and index < old[1]):
+        best[key] = (value, index, payload)
+
+
+def _scan_decode(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int) -> Best:
+    """P/D and AFD decode shapes: per (mode, GPU vector) the highest capacity at the largest
+    feasible batch; payload: that breakpoint's index."""
+    best: Best = {}
     hint = 0
     for n, cand in enumerate(cands):
         i = max_feasible(ctx, cand, corr, grid, hint)
@@ -199,49 +209,58 @@ def _best_per_gpus(
             continue
         hint = i
         cap = decode_point(ctx, cand, grid[i], corr).tok_s
-        key = (cand.mode, cand.gpus)
-        if key not in best or cap > best[key][0]:
-            best[key] = (cap, n, i)
+        _offer(best, (cand.mode, cand.gpus), cap, n + offset, i)
     return best
 
 
-PARALLEL_MIN = 4000
-"""Candidate counts above which the capacity scan is split over the machine's cores."""
+def _scan_agg(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int) -> Best:
+    """Aggregated shapes: per (GPU vector, replica count) the highest capacity; payload: the
+    breakpoints feasible at that count (TTFT queues over all replicas' ranks)."""
+    best: Best = {}
+    budget = ctx.memo[("budget",)]
+    for n, cand in enumerate(cands):
+        i = max_feasible(ctx, cand, corr, grid)
+        if i < 0:
+            continue
+        points = curve(ctx, cand, corr, grid[: i + 1])
+        for count in range(1, budget // cand.total_gpus + 1):
+            ok = agg_feasible_prefix(ctx, cand, points, count, corr)
+            if ok:
+                _offer(best, (cand.gpus, count), ok[-1].tok_s, n + offset, tuple(ok))
+    return best
 
+
+PARALLEL_MIN = 200
+"""Candidate counts above which a scan is split over the machine's cores."""
 
 _SCAN: tuple = ()
-"""(ctx, candidates, corrections, grid) of the running parallel scan: forked workers inherit
-it instead of receiving a pickled copy of the cost tables."""
+"""(scan, ctx, candidates, corrections, grid) of the running parallel scan: forked workers
+inherit it instead of receiving a pickled copy of the cost tables."""
 
 
-def _scan(span: tuple[int, int]) -> dict[tuple, tuple[float, int, int]]:
-    ctx, cands, corr, grid = _SCAN
-    lo, hi = span
-    part = _best_per_gpus(ctx, cands[lo:hi], corr, grid)
-    return {k: (cap, n + lo, i) for k, (cap, n, i) in part.items()}
+def _scan_part(span: tuple[int, int]) -> Best:
+    scan, ctx, cands, corr, grid = _SCAN
+    return scan(ctx, cands[span[0] : span[1]], corr, grid, span[0])
 
 
-def _best_parallel(
-    ctx: PerfContext, cands: list[Candidate], corr: Corrections, grid: list[int]
-) -> dict[tuple, tuple[float, int, int]]:
-    """``_best_per_gpus`` over all cores (forked workers share the loaded tables); the merge
-    keeps the first best in candidate order, as the serial scan does."""
+def _scan_all(scan, ctx: PerfContext, cands: list[Candidate], corr, grid) -> Best:
+    """``scan`` over all candidates, split over the cores (forked workers share the loaded
+    tables) when there are many; the merge is the serial scan's."""
     global _SCAN
     workers = min(os.cpu_count() or 1, 8)
     if workers < 2 or len(cands) < PARALLEL_MIN:
-        return _best_per_gpus(ctx, cands, corr, grid)
+        return scan(ctx, cands, corr, grid, 0)
     size = -(-len(cands) // workers)
-    _SCAN = (ctx, cands, corr, grid)
+    _SCAN = (scan, ctx, cands, corr, grid)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_scan, [(i, i + size) for i in range(0, len(cands), size)])
+            parts = pool.map(_scan_part, [(i, i + size) for i in range(0, len(cands), size)])
     finally:
         _SCAN = ()
-    best: dict[tuple, tuple[float, int, int]] = {}
+    best: Best = {}
     for part in parts:
-        for key, val in part.items():
-            if key not in best or val[0] > best[key][0]:
-                best[key] = val
+        for key, (value, index, payload) in part.items():
+            _offer(best, key, value, index, payload)
     return best
 
 
@@ -252,7 +271,7 @@ def pd_decode_options(
     grid = _grid(max_batch)
     cands = list(cands)
     out = []
-    for n, (_, c, i) in enumerate(_best_parallel(ctx, cands, corr, grid).values()):
+    for n, (_, c, i) in enumerate(_scan_all(_scan_decode, ctx, cands, corr, grid).values()):
         points = tuple(curve(ctx, cands[c], corr, grid[: i + 1]))
         out.append(_option(f"{cands[c].mode}:{n}", DecodeChoice(cands[c], points), False))
     return out
@@ -279,25 +298,16 @@ def agg_options(
     """Aggregated shapes: their TTFT depends on the replica count, so the best shape is found
     per (GPU vector, count), and runs of counts sharing the same shape and curve become one
     option with a replica range."""
-    grid = _grid(max_batch)
-    best: dict[tuple, tuple[float, Candidate, tuple[Point, ...]]] = {}
-    for cand in cands:
-        i = max_feasible(ctx, cand, corr, grid)
-        if i < 0:
-            continue
-        points = curve(ctx, cand, corr, grid[: i + 1])
-        for n in range(1, budget // cand.total_gpus + 1):
-            ok = agg_feasible_prefix(ctx, cand, points, n, corr)
-            key = (cand.gpus, n)
-            if ok and (key not in best or ok[-1].tok_s > best[key][0]):
-                best[key] = (ok[-1].tok_s, cand, tuple(ok))
+    cands = list(cands)
+    ctx.memo[("budget",)] = budget
+    best = _scan_all(_scan_agg, ctx, cands, corr, _grid(max_batch))
     runs: list[tuple[Candidate, tuple[Point, ...], int, int]] = []
-    for (_, n), (_, cand, pts) in sorted(best.items()):
+    for (_, n), (_, c, pts) in sorted(best.items()):
         last = runs[-1] if runs else None
-        if last and last[0] == cand and last[1] == pts and last[3] == n - 1:
-            runs[-1] = (cand, pts, last[2], n)
+        if last and last[0] == cands[c] and last[1] == pts and last[3] == n - 1:
+            runs[-1] = (cands[c], pts, last[2], n)
         else:
-            runs.append((cand, pts, n, n))
+            runs.append((cands[c], pts, n, n))
     return [
         _option(f"agg:{i}", DecodeChoice(cand, pts, (lo, hi)), True)
         for i, (cand, pts, lo, hi) in enumerate(runs)

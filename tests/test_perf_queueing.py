@@ -19,7 +19,7 @@ def test_single_server_is_pollaczek_khinchine(rho, service):
     )
 
 
-@given(st.integers(1, 64), st.floats(0.05, 0.95), st.floats(0.0, 0.04))
+@given(st.integers(1, 64), st.floats(0.05, 0.95), st.floats(1e-9, 0.04))
 def test_wait_grows_with_load(c, rho, more):
     s = 0.1
     assert ttft_queueing(rho * c / s, s, c) <= ttft_queueing((rho + more) * c / s, s, c)

@@ -78,15 +78,18 @@ def _transfer(
         )
     targets = distinct_targets(m.moe.top_k, shape.moe_ep) * shape.moe_tp
     send = tokens * targets * m.hidden_size * elem
-    if afd.dispatch == "all_to_all":
-        return (
-            collective(ctx, ctx.pools[pool], "alltoall", send, group, within)
-            if within
-            else alpha_beta("alltoall", send, group, link)
-        )
+    # an FFN GPU takes the tokens of all m_set senders routed to its experts, the hottest
+    # GPU skew times its share: the busiest endpoint sets the exchange time
     skew = skew_factor(ctx.routing, m.moe.num_experts, m.moe.top_k, shape.moe_ep)
-    recv = m_set * send / shape.moe_gpus * skew
-    cost = alpha_beta("p2p", max(send, recv), 2, link)
+    busiest = max(send, m_set * send / shape.moe_gpus * skew)
+    if afd.dispatch == "all_to_all":
+        cost = (
+            collective(ctx, ctx.pools[pool], "alltoall", busiest, group, within)
+            if within
+            else alpha_beta("alltoall", busiest, group, link)
+        )
+        return Cost(cost.seconds, f"{cost.source} (all-to-all, busiest endpoint's bytes)")
+    cost = alpha_beta("p2p", busiest, 2, link)
     return Cost(cost.seconds, f"{cost.source} (direct M x N sends, busiest endpoint)")
 
 

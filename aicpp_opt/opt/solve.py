@@ -35,7 +35,7 @@ from aicpp_opt.perf.evaluate import Evaluation, evaluate_context
 from aicpp_opt.perf.step import prefill_time
 from aicpp_opt.spec.plan import Plan
 
-MAX_ROUNDS = 4
+MAX_ROUNDS = 6
 
 
 @dataclass
@@ -210,12 +210,13 @@ def solve_once(
 
 
 def tighten(corr: Corrections, predicted: Checked, checked: Checked) -> Corrections:
-    """Scale every modelled quantity the check found worse than predicted by the observed
-    ratio (never loosen): decode step, prefill service, and the decode side's request pull."""
+    """Raise each correction to what the check observed against the uncorrected PWL model
+    (never lower one): decode step time, prefill service time, and the decode side's request
+    pull at the plan's batch (so prefill is sized for the faster of the two views)."""
     return Corrections(
-        tpot=corr.tpot * max(1.0, checked.tpot / predicted.tpot),
-        ttft=corr.ttft * max(1.0, checked.prefill / predicted.prefill),
-        rate=corr.rate * max(1.0, checked.decode_rps / predicted.decode_rps * 1.001),
+        tpot=max(corr.tpot, checked.tpot / predicted.tpot),
+        ttft=max(corr.ttft, checked.prefill / predicted.prefill),
+        rate=max(corr.rate, 1.001 * checked.decode_rps * corr.tpot / predicted.decode_rps),
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from aicpp_opt.errors import InfeasibleError
 from aicpp_opt.opt import space
 from aicpp_opt.opt.build import build_plan
-from aicpp_opt.opt.milp import TIE_BREAK_PER_GPU
+from aicpp_opt.opt.milp import TIE_BREAK_PER_GPU, SolverStats
 from aicpp_opt.opt.options import (
     Corrections,
     DecodeChoice,
@@ -25,7 +25,6 @@ from aicpp_opt.opt.options import (
     prefill_rates,
 )
 from aicpp_opt.opt.problem import Problem, resource_weights
-from aicpp_opt.opt.solve import SolverStats
 from aicpp_opt.spec.plan import Plan
 
 

@@ -73,21 +73,29 @@ class PrefillOption:
     payload: object = None
 
 
-@dataclass
-class MilpResult:
+@dataclass(frozen=True)
+class SolverStats:
+    """How a plan was found: MILP (status, proven gap, size) or enumeration (combinations)."""
+
+    method: str
     status: str
     optimal: bool
     gap: float
     seconds: float
     n_vars: int
     n_constraints: int
+    iterations: int = 1
+
+
+@dataclass
+class MilpResult:
+    stats: SolverStats
     decode: DecodeOption
     replicas: int
     seqs_per_replica: float
     tok_s: float
     prefill: PrefillOption | None
     gpus: dict[str, int]
-    iterations: int = 1
     history: list[dict] = field(default_factory=list)
 
 
@@ -278,18 +286,12 @@ def _result(m, status, optimal, gap, seconds, iterations, history) -> MilpResult
     pre = next((m._prefill[p] for p in m._prefill if pyo.value(m.w[p]) > 0.5), None)
     n_vars, n_cons = _count(m)
     return MilpResult(
-        status=status,
-        optimal=optimal,
-        gap=gap,
-        seconds=seconds,
-        n_vars=n_vars,
-        n_constraints=n_cons,
+        stats=SolverStats("milp", status, optimal, gap, seconds, n_vars, n_cons, iterations),
         decode=o,
         replicas=n,
         seqs_per_replica=seqs,
         tok_s=pyo.value(m.tok_s),
         prefill=pre,
         gpus=_gpus(m),
-        iterations=iterations,
         history=history,
     )

@@ -15,9 +15,9 @@ from aicpp_opt.opt import space
 from aicpp_opt.opt.build import plan_from
 from aicpp_opt.opt.milp import (
     DecodeOption,
-    MilpResult,
     NoPlanError,
     PrefillOption,
+    SolverStats,
     TimeLimitError,
     solve_milp,
 )
@@ -49,26 +49,6 @@ class Round:
     checked_ttft: float
     holds: bool
     checker: str
-
-
-@dataclass(frozen=True)
-class SolverStats:
-    """How the plan was found: MILP (status, proven gap, size) or enumeration (combinations)."""
-
-    method: str
-    status: str
-    optimal: bool
-    gap: float
-    seconds: float
-    n_vars: int
-    n_constraints: int
-    iterations: int = 1
-
-
-def milp_stats(m: MilpResult, seconds: float) -> SolverStats:
-    return SolverStats(
-        "milp", m.status, m.optimal, m.gap, seconds, m.n_vars, m.n_constraints, m.iterations
-    )
 
 
 @dataclass
@@ -202,7 +182,7 @@ def solve_once(
             raise InfeasibleError(explain(prob, corr, dec, pre)) from None
         plan = plan_from(result, prob.instance, prob.pwl, corr)
         if plan is not None:
-            return plan, milp_stats(result, time.perf_counter() - start)
+            return plan, replace(result.stats, seconds=time.perf_counter() - start)
         # the GPU counts fit but the blocks do not pack into the domains: one GPU less
         pool = max(result.gpus, key=result.gpus.get)
         capacity[pool] = result.gpus[pool] - 1

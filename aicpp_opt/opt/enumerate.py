@@ -24,7 +24,7 @@ from aicpp_opt.opt.options import (
     planning_kv_link,
     prefill_rates,
 )
-from aicpp_opt.opt.problem import Problem, resource_weights
+from aicpp_opt.opt.problem import Problem, add_gpus, fits_budget, resource_weights
 from aicpp_opt.spec.plan import Plan
 
 
@@ -43,17 +43,6 @@ def _score(tok: float, gpus: dict[str, int], weights: dict[str, float] | None) -
     if not weights:
         return tok - TIE_BREAK_PER_GPU * sum(gpus.values())
     return tok / sum(weights[p] * g for p, g in gpus.items())
-
-
-def _fits(gpus: dict[str, int], capacity: dict[str, int], budget: int) -> bool:
-    return sum(gpus.values()) <= budget and all(g <= capacity[p] for p, g in gpus.items())
-
-
-def _add(a: dict[str, int], b: dict[str, int], n: int = 1) -> dict[str, int]:
-    out = dict(a)
-    for p, g in b.items():
-        out[p] = out.get(p, 0) + n * g
-    return out
 
 
 def enumerate_once(
@@ -75,7 +64,7 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
     combos = 0
     ctx, inst, model = prob.pwl, prob.instance, prob.pwl.model
     grid = _grid(inst.search.max_batch_per_gpu)
-    osl, weights, cap = prob.workload.osl, resource_weights(prob), prob.capacity
+    osl, weights = prob.workload.osl, resource_weights(prob)
     prefill = []
     if {"pd", "afd+pd"} & set(prob.modes):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
@@ -105,8 +94,8 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
             if not points:
                 continue
             for n in range(1, prob.budget // cand.total_gpus + 1):
-                gpus = _add({}, cand.gpu_map, n)
-                if not _fits(gpus, cap, prob.budget):
+                gpus = add_gpus({}, cand.gpu_map, n)
+                if not fits_budget(prob, gpus):
                     break
                 if mode == "agg":
                     ok = agg_feasible_prefix(ctx, cand, points, n, corr)
@@ -117,8 +106,8 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
                     continue
                 dec_rate = n * points[-1].tok_s / osl
                 for i, p in enumerate(prefill):
-                    total = _add(gpus, p.gpus)
-                    if not _fits(total, cap, prob.budget):
+                    total = add_gpus(gpus, p.gpus)
+                    if not fits_budget(prob, total):
                         continue
                     rate = min(dec_rate, hi[i])
                     if rate < lo[i]:

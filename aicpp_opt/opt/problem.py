@@ -73,3 +73,14 @@ def resource_weights(prob: Problem) -> dict[str, float] | None:
     if prob.objective == "per-dollar":
         return {p.name: float(p.cost_per_gpu_hour) for p in prob.instance.pools}
     return None
+
+
+def add_gpus(a: dict[str, int], b: dict[str, int], n: int = 1) -> dict[str, int]:
+    """GPUs per pool of ``a`` plus ``n`` times ``b``."""
+    return {k: a.get(k, 0) + n * b.get(k, 0) for k in {*a, *b}}
+
+
+def fits_budget(prob: Problem, gpus: dict[str, int]) -> bool:
+    """Within every pool and the total budget."""
+    cap = prob.capacity
+    return sum(gpus.values()) <= prob.budget and all(g <= cap[p] for p, g in gpus.items())

@@ -23,6 +23,7 @@ from aicpp_opt.opt.milp import (
 )
 from aicpp_opt.opt.options import (
     Corrections,
+    agg_feasible_prefix,
     agg_options,
     decode_point,
     pd_decode_options,
@@ -30,7 +31,8 @@ from aicpp_opt.opt.options import (
     prefill_options,
     uncovered,
 )
-from aicpp_opt.opt.problem import Problem, resource_weights
+from aicpp_opt.opt.problem import Problem, add_gpus, fits_budget, resource_weights
+from aicpp_opt.opt.space import Candidate
 from aicpp_opt.perf.evaluate import Evaluation, evaluate_context
 from aicpp_opt.perf.step import prefill_time
 from aicpp_opt.spec.plan import Plan
@@ -95,15 +97,15 @@ def _explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: lis
     wl, ctx = prob.workload, prob.pwl
     slo = wl.slo
     if not dec:
-        best = _fastest_decode(prob, corr)
+        best = fastest_decode(prob, corr)
         if best is None:
             return (
-                f"no shape of {', '.join(prob.modes)} fits in GPU memory within the budget of "
-                f"{prob.budget} GPUs"
+                f"no plan of {', '.join(prob.modes)} fits the budget of {prob.budget} GPUs "
+                "(GPU memory, TTFT and a prefill role that can feed the decode side)"
             )
         tpot, cand = best
         return (
-            f"no plan reaches TPOT {slo.tpot * 1e3:g} ms; the fastest {cand.mode} shape reaches "
+            f"no plan reaches TPOT {slo.tpot * 1e3:g} ms; the fastest {cand.mode} plan reaches "
             f"{tpot * 1e3:.1f} ms at batch 1 with {_describe(cand.role)}"
         )
     if not pre and any(not o.self_prefill for o in dec):
@@ -134,24 +136,37 @@ def _describe(role) -> str:
     return text
 
 
-def _fastest_decode(prob: Problem, corr: Corrections):
-    """The lowest TPOT at batch 1 over shapes that fit in memory (ignoring the SLO)."""
-    ctx, inst, model = prob.pwl, prob.instance, prob.pwl.model
-    relaxed = replace(
-        ctx, workload=replace(prob.workload, slo=replace(prob.workload.slo, tpot=math.inf))
-    )
+def fastest_decode(prob: Problem, corr: Corrections) -> tuple[float, Candidate] | None:
+    """The lowest TPOT any plan of the problem's modes can reach with TTFT, memory and the
+    budget held, and its decode shape: every shape at batch 1, aggregated ones with as many
+    replicas as fit (their TTFT queue pools over replicas), P/D ones with one replica and a
+    prefill role that fits the rest of the budget and can feed it. None if no shape can."""
+    ctx, inst, model, wl = prob.pwl, prob.instance, prob.pwl.model, prob.workload
+    relaxed = replace(ctx, workload=replace(wl, slo=replace(wl.slo, tpot=math.inf)))
+    prefill: list[PrefillOption] = []
+    if {"pd", "afd+pd"} & set(prob.modes):
+        roles = space.prefill_candidates(model, inst, wl.new_prompt_tokens)
+        prefill = prefill_options(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
+
+    def fed(cand: Candidate, point) -> bool:
+        if cand.mode == "agg":
+            n = prob.budget // cand.total_gpus
+            return n >= 1 and bool(agg_feasible_prefix(ctx, cand, [point], n, corr))
+        rate = point.tok_s / wl.osl
+        return any(
+            p.min_rate <= rate <= p.max_rate and fits_budget(prob, add_gpus(cand.gpu_map, p.gpus))
+            for p in prefill
+        )
+
     best = None
-    gens = {
-        "agg": space.agg_candidates,
-        "pd": space.decode_candidates,
-        "afd+pd": space.afd_candidates,
-    }
+    gens = {"agg": space.agg_candidates, "pd": space.decode_candidates}
+    gens["afd+pd"] = space.afd_candidates
     for mode in prob.modes:
         for cand in gens[mode](model, inst):
-            if cand.total_gpus > prob.budget:
+            if not fits_budget(prob, cand.gpu_map):
                 continue
             p = decode_point(relaxed, cand, 1, corr)
-            if p is not None and (best is None or p.step_s < best[0]):
+            if p is not None and (best is None or p.step_s < best[0]) and fed(cand, p):
                 best = (p.step_s, cand)
     return best
 

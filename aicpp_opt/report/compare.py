@@ -13,8 +13,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from aicpp_opt.errors import InfeasibleError
+from aicpp_opt.opt.options import Corrections
 from aicpp_opt.opt.problem import MODES, make_problem
-from aicpp_opt.opt.solve import solve
+from aicpp_opt.opt.solve import fastest_decode, solve
 from aicpp_opt.report.summary import describe_shape, headline
 from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.workload import SLO_TIERS, Workload
@@ -42,12 +43,22 @@ def workload_tiers(instance: Instance) -> list[Workload]:
     return out
 
 
-def run_compare(console: Console, instance: Instance, json_out: Path | None) -> list[dict]:
+def run_compare(console: Console, instance: Instance, json_out: Path | None) -> dict:
     modes = tuple(m for m in MODES if m in instance.search.modes)
-    cases = [(wl, m) for wl in workload_tiers(instance) for m in modes]
+    tiers = workload_tiers(instance)
+    cases = [(wl, m) for wl in tiers for m in modes]
+    bases = [wl for wl in tiers if wl.name.endswith("-relaxed")]
     results: list[dict] = []
+    tightest: dict[str, dict[str, float | None]] = {}
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("solving", total=len(cases))
+        task = progress.add_task("solving", total=len(cases) + len(bases) * len(modes))
+        for wl in bases:
+            name = _base_name(wl)
+            tightest[name] = {}
+            for mode in modes:
+                best = fastest_decode(make_problem(instance, wl, (mode,)), Corrections())
+                tightest[name][mode] = best[0] * 1e3 if best is not None else None
+                progress.advance(task)
         for wl, mode in cases:
             row = {"workload": wl.name, "mode": mode}
             try:
@@ -59,15 +70,41 @@ def run_compare(console: Console, instance: Instance, json_out: Path | None) -> 
             results.append(row)
             progress.advance(task)
     console.print(_table(instance, results, modes))
+    console.print(_tightest_table(tightest, modes))
+    out = {"plans": results, "tightest_tpot_ms": tightest}
     if json_out is not None:
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
+        json_out.write_text(json.dumps(out, indent=2) + "\n")
         console.print(f"wrote {json_out}")
-    return results
+    return out
+
+
+def _tightest_table(tightest: dict[str, dict[str, float | None]], modes: tuple[str, ...]) -> Table:
+    """Per workload the lowest TPOT each mode can meet (TTFT, memory and budget held), and the
+    TPOT targets only the fastest mode can meet."""
+    t = Table(
+        title="Tightest TPOT target each mode meets (ms); targets only one mode meets",
+        title_justify="left",
+    )
+    t.add_column("workload")
+    for m in modes:
+        t.add_column(m, justify="right")
+    t.add_column("only one mode feasible")
+    for name, per_mode in tightest.items():
+        cells = [f"{v:.1f}" if v is not None else "none" for v in per_mode.values()]
+        ranked = sorted((v, m) for m, v in per_mode.items() if v is not None)
+        if len(ranked) >= 2 and ranked[0][0] < ranked[1][0]:
+            only = f"{ranked[0][1]} for TPOT in [{ranked[0][0]:.1f}, {ranked[1][0]:.1f}) ms"
+        elif len(ranked) == 1:
+            only = f"{ranked[0][1]} for every TPOT >= {ranked[0][0]:.1f} ms"
+        else:
+            only = "-"
+        t.add_row(name, *cells, only)
+    return t
 
 
 def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> Table:
     t = Table(
-        title=f"{instance.name}: tok/s per GPU (tok/s per user) of the best plan per mode",
+        title=f"{instance.name}: best plan per mode: output tok/s (per GPU, per user)",
         title_justify="left",
     )
     t.add_column("workload · SLO")
@@ -80,7 +117,10 @@ def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> T
         for m in modes:
             r = rows[m]
             if r["feasible"]:
-                cells.append(f"{r['tok_s_per_gpu']:,.0f} ({r['tok_s_per_user']:.0f})")
+                cells.append(
+                    f"{r['throughput_tok_s']:,.0f} ({r['tok_s_per_gpu']:,.0f}, "
+                    f"{r['tok_s_per_user']:.0f})"
+                )
             else:
                 cells.append("[red]infeasible[/]")
         feasible = [m for m in modes if rows[m]["feasible"]]

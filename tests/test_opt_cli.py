@@ -93,3 +93,66 @@ def test_time_out_without_any_plan_is_a_one_line_error(monkeypatch):
     result = CliRunner().invoke(main, ["solve", SMALL, "--no-replay"])
     assert result.exit_code == 2
     assert "--time-limit" in result.output
+
+
+def test_frontier_writes_csv_json_and_png(tmp_path):
+    result = run(
+        "frontier",
+        SMALL,
+        "--budgets",
+        "8,16",
+        "--modes",
+        "agg,pd",
+        "--tpots",
+        "50",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "frontier.json").read_text())
+    budget_rows = [r for r in rows if r["kind"] == "budget"]
+    assert {(r["mode"], r["budget"]) for r in budget_rows} == {
+        (m, b) for m in ("agg", "pd") for b in (8, 16)
+    }
+    feasible = [r for r in budget_rows if r["feasible"]]
+    assert feasible and all(r["gpus_used"] <= r["budget"] for r in feasible)
+    by = {(r["mode"], r["budget"]): r for r in feasible}
+    for mode in ("agg", "pd"):  # more GPUs never lowers the best throughput
+        if (mode, 8) in by and (mode, 16) in by:
+            assert by[(mode, 16)]["throughput_tok_s"] >= by[(mode, 8)]["throughput_tok_s"]
+    assert (tmp_path / "frontier.csv").read_text().startswith("kind,mode,budget")
+    assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("--budgets", "8,x"), "--budgets"),
+        (("--budgets", "0"), "--budgets"),
+        (("--budgets", "8", "--modes", "afd2"), "--modes"),
+        (("--budgets", "8", "--tpots", "-1"), "--tpots"),
+    ],
+)
+def test_frontier_bad_input(args, field):
+    result = CliRunner().invoke(main, ["frontier", SMALL, *args])
+    assert result.exit_code == 2 and field in result.output
+
+
+def test_compare_lists_every_workload_tier_and_mode(tmp_path):
+    out = tmp_path / "compare.json"
+    result = run("compare", SMALL, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    names = {r["workload"] for r in data["plans"]}
+    assert names == {
+        f"{w}-{t}" for w in ("chat", "coding") for t in ("relaxed", "interactive", "strict")
+    }
+    assert {r["mode"] for r in data["plans"]} == {"agg", "pd", "afd+pd"}
+    for r in data["plans"]:
+        assert r["feasible"] or r["reason"].startswith("no ")
+    tier_tpot = {"relaxed": 50.0, "interactive": 20.0, "strict": 10.0}
+    for r in data["plans"]:
+        base, tier = r["workload"].rsplit("-", 1)
+        tightest = data["tightest_tpot_ms"][base][r["mode"]]
+        # a mode has a plan at a tier exactly when its tightest TPOT meets the tier's target
+        assert r["feasible"] == (tightest is not None and tightest <= tier_tpot[tier]), r

@@ -13,6 +13,7 @@ from aicpp_opt.errors import InputError
 from aicpp_opt.opt.problem import MODES, OBJECTIVES, make_problem
 from aicpp_opt.opt.replay_check import replay_checker
 from aicpp_opt.opt.solve import Outcome, solve
+from aicpp_opt.report.frontier import TPOT_SWEEP_MS, run_frontier
 from aicpp_opt.report.summary import (
     headline,
     make_console,
@@ -25,6 +26,17 @@ from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import plan_to_dict
 
 MODE_CHOICES = ("auto", *MODES, "afd")
+
+
+def positive_list(text: str, option: str, kind: type) -> list:
+    """Comma-separated positive numbers, or a one-line error naming the option."""
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(option, f"comma-separated positive numbers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise InputError(option, f"every value must be positive, got {text!r}")
+    return values
 
 
 def plain(value):
@@ -175,25 +187,24 @@ def solve_command(
 @click.option("--budgets", required=True, help="Comma-separated GPU budgets, e.g. 8,16,32,72.")
 @click.option("--workload", "-w", default=None)
 @click.option("--modes", default=",".join(MODES), show_default=True)
+@click.option(
+    "--tpots",
+    default=",".join(str(t) for t in TPOT_SWEEP_MS),
+    show_default=True,
+    help="TPOT targets (ms) of the per-GPU vs per-user front.",
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("frontier"))
-def frontier(instance, budgets, workload, modes, out_dir):
+def frontier(instance, budgets, workload, modes, tpots, out_dir):
     """Best plan per GPU budget and mode (CSV, JSON, PNG), and the per-GPU vs per-user front."""
-    from aicpp_opt.report.frontier import run_frontier
-
+    sizes = positive_list(budgets, "--budgets", int)
+    targets = positive_list(tpots, "--tpots", float)
     inst = load_instance(instance)
-    try:
-        sizes = [int(b) for b in budgets.split(",")]
-    except ValueError:
-        raise InputError(
-            "--budgets", f"must be comma-separated integers, got {budgets!r}"
-        ) from None
-    if any(b < 1 for b in sizes):
-        raise InputError("--budgets", "every budget must be at least 1 GPU")
     mode_list = tuple(m.strip() for m in modes.split(","))
     for m in mode_list:
         if m not in MODES:
             raise InputError("--modes", f"unknown mode {m!r}; use {', '.join(MODES)}")
-    run_frontier(make_console(), inst, instance_workload(inst, workload), sizes, mode_list, out_dir)
+    wl = instance_workload(inst, workload)
+    run_frontier(make_console(), inst, wl, sizes, mode_list, targets, out_dir)
 
 
 @click.command()

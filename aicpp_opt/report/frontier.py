@@ -56,13 +56,14 @@ def run_frontier(
     workload: Workload,
     budgets: list[int],
     modes: tuple[str, ...],
+    tpots_ms: list[float],
     out_dir: Path,
 ) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     top = max(budgets)
     jobs = [("budget", m, b, workload.slo.tpot * 1e3) for b in budgets for m in modes]
-    jobs += [("front", m, top, t) for m in modes for t in TPOT_SWEEP_MS]
+    jobs += [("front", m, top, t) for m in modes for t in tpots_ms]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("solving", total=len(jobs))
         for kind, mode, budget, tpot_ms in jobs:

@@ -272,6 +272,42 @@ _ATTN_PREF = (
     ("sglang", "module tables with heads 16..128 only"),
 )
 
+
+def _attention_modules(
+    kind: str,
+    family: str,
+    arch: str,
+    label: str,
+    gen_kernel: str,
+    ctx_kernel: str,
+    frameworks: tuple[tuple[str, str], ...],
+    gen_filter_note: str = "",
+) -> tuple[OpSource, OpSource]:
+    """The `<kind>_generation` and `<kind>_context` ops of one MLA-family attention module
+    (aiconfigurator's `<kind>_<phase>_module` tables for architecture `arch`)."""
+    phases = (
+        ("generation", "batch", "context", _module_generation, _MLA_GEN_COVERS, gen_kernel),
+        ("context", "isl", "batch", _module_context, _MLA_CTX_COVERS, ctx_kernel),
+    )
+    filter_note = {"generation": gen_filter_note, "context": ", step 0"}
+    gen, ctx = (
+        OpSource(
+            f"{kind}_{phase}",
+            family,
+            (f"{kind}_{phase}_module_perf.parquet",),
+            load,
+            ("num_heads", "kv_dtype", other, "gemm_dtype"),
+            extract(arch, f"{kind}_{phase}_module"),
+            covers.format(arch=label, kernel=kernel),
+            frameworks,
+            f"architecture {arch}, op {kind}_{phase}_module{filter_note[phase]}",
+            (("gemm_dtype", "fp8_block"),),
+        )
+        for phase, load, other, extract, covers, kernel in phases
+    )
+    return gen, ctx
+
+
 SOURCES: tuple[OpSource, ...] = (
     OpSource(
         "gemm",
@@ -293,67 +329,25 @@ SOURCES: tuple[OpSource, ...] = (
         ),
         "all rows (every n, k, dtype)",
     ),
-    OpSource(
-        "dsa_generation",
+    *_attention_modules(
+        "dsa",
         "sparse_attention",
-        ("dsa_generation_module_perf.parquet",),
-        "batch",
-        ("num_heads", "kv_dtype", "context", "gemm_dtype"),
-        _module_generation("DeepseekV32ForCausalLM", "dsa_generation_module"),
-        _MLA_GEN_COVERS.format(
-            arch="DeepSeek-V3.2",
-            kernel="the lightning indexer (wq_b, wk, weights_proj, fp8 "
-            "MQA logits, top-2048 selection) and FlashMLA sparse attention over the selected "
-            "2048 tokens",
-        ),
+        "DeepseekV32ForCausalLM",
+        "DeepSeek-V3.2",
+        "the lightning indexer (wq_b, wk, weights_proj, fp8 MQA logits, top-2048 selection) "
+        "and FlashMLA sparse attention over the selected 2048 tokens",
+        "the lightning indexer and sparse (top-2048) attention",
         _ATTN_PREF,
-        "architecture DeepseekV32ForCausalLM, op dsa_generation_module (indexer included), "
-        "gemm_type in the shipped DSA models' weight dtypes",
-        (("gemm_dtype", "fp8_block"),),
+        " (indexer included), gemm_type in the shipped DSA models' weight dtypes",
     ),
-    OpSource(
-        "dsa_context",
-        "sparse_attention",
-        ("dsa_context_module_perf.parquet",),
-        "isl",
-        ("num_heads", "kv_dtype", "batch", "gemm_dtype"),
-        _module_context("DeepseekV32ForCausalLM", "dsa_context_module"),
-        _MLA_CTX_COVERS.format(
-            arch="DeepSeek-V3.2", kernel="the lightning indexer and sparse (top-2048) attention"
-        ),
-        _ATTN_PREF,
-        "architecture DeepseekV32ForCausalLM, op dsa_context_module, step 0",
-        (("gemm_dtype", "fp8_block"),),
-    ),
-    OpSource(
-        "mla_generation",
+    *_attention_modules(
         "mla",
-        ("mla_generation_module_perf.parquet",),
-        "batch",
-        ("num_heads", "kv_dtype", "context", "gemm_dtype"),
-        _module_generation("DeepseekV3ForCausalLM", "mla_generation_module"),
-        _MLA_GEN_COVERS.format(
-            arch="DeepSeek-V3/R1 (Kimi-K2 shares the dims)",
-            kernel="dense MLA decode attention (FlashMLA)",
-        ),
-        _ATTN_PREF[:2],
-        "architecture DeepseekV3ForCausalLM, op mla_generation_module",
-        (("gemm_dtype", "fp8_block"),),
-    ),
-    OpSource(
-        "mla_context",
         "mla",
-        ("mla_context_module_perf.parquet",),
-        "isl",
-        ("num_heads", "kv_dtype", "batch", "gemm_dtype"),
-        _module_context("DeepseekV3ForCausalLM", "mla_context_module"),
-        _MLA_CTX_COVERS.format(
-            arch="DeepSeek-V3/R1 (Kimi-K2 shares the dims)",
-            kernel="dense causal MLA prefill attention",
-        ),
+        "DeepseekV3ForCausalLM",
+        "DeepSeek-V3/R1 (Kimi-K2 shares the dims)",
+        "dense MLA decode attention (FlashMLA)",
+        "dense causal MLA prefill attention",
         _ATTN_PREF[:2],
-        "architecture DeepseekV3ForCausalLM, op mla_context_module, step 0",
-        (("gemm_dtype", "fp8_block"),),
     ),
     OpSource(
         "attention_generation",

@@ -18,7 +18,7 @@ from aicpp_opt.spec.instance import parse_instance
 
 MODELS = ("deepseek-v3.2", "qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-120b")
 PRESETS = ("chat", "coding", "agentic-coding")
-MODES = ("agg", "pd", "afd+pd")
+MODES = ("agg", "pd", "afd", "afd+pd")
 
 
 def random_instance(seed: int) -> dict:
@@ -47,10 +47,10 @@ def random_instance(seed: int) -> dict:
         ],
         "search": {
             "modes": modes,
-            "tp_values": [1, 2, 4],
+            "tp_values": [1, 2],
             "max_ep": 16,
             "max_micro_batches": 2,
-            "max_batch_per_gpu": 128,
+            "max_batch_per_gpu": 64,
             "objective": rng.choice(("throughput", "throughput_per_gpu")),
         },
     }

@@ -8,9 +8,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aicpp_opt.costs.pwl_fit import TARGET_REL_ERR, holdout_mask, pwl_eval
+from aicpp_opt.costs.series_doc import fit_block
 from aicpp_opt.replay import comm_sweep, nccl_reference
 from aicpp_opt.replay.cli import calibrate_comm
-from aicpp_opt.replay.pwl import fit_pwl
 from aicpp_opt.replay.topology import Dim, Topology
 
 TOPO = Topology((Dim("switch", 8, 450e9, 250e-9),))
@@ -35,15 +36,21 @@ def test_mxn_pattern_is_limited_by_the_receivers_ports():
     assert t == pytest.approx(m * b / 450e9 + 2 * 250e-9, rel=1e-9)
 
 
-@given(st.lists(st.floats(1e-6, 1.0), min_size=3, max_size=30))
-@settings(max_examples=40, deadline=None)
-def test_pwl_fit_hits_its_target_on_training_points(ys):
-    y = np.cumsum(ys)  # increasing latencies
-    x = np.arange(1, len(y) + 1, dtype=float) ** 2
-    fit = fit_pwl(x, y, target_rel_err=0.02)
-    held = (np.arange(len(x)) % 3 == 0) & (np.arange(len(x)) > 0) & (np.arange(len(x)) < len(x) - 1)
-    assert np.all(np.abs(fit(x[~held]) / y[~held] - 1) <= 0.02 + 1e-12)
-    assert fit.x[0] == x[0] and fit.x[-1] == x[-1]
+@given(st.integers(1, 3), st.floats(0.3, 1.0), st.floats(0.0, 20e-6))
+@settings(max_examples=15, deadline=None)
+def test_swept_tables_fit_every_training_point_within_the_target(log2_gpus, eff, overhead):
+    table = comm_sweep.collective_table(
+        "tiny", TOPO, "alltoall", comm_sweep.LinkModel(eff, overhead), gpu_counts=(2**log2_gpus,)
+    )
+    assert table["fit"] == fit_block()
+    (s,) = table["series"]
+    x, y = np.array(s["x"], float), np.array(s["latency_ms"])
+    train = ~holdout_mask(len(x))
+    rel = np.abs(pwl_eval(np.array(s["pwl_x"], float), np.array(s["pwl_ms"]), x) / y - 1)
+    assert rel[train].max() <= TARGET_REL_ERR * (1 + 1e-9)
+    assert s["pwl_x"][0] == s["x"][0] and s["pwl_x"][-1] == s["x"][-1]
+    assert table["error"]["n_heldout"] == int((~train).sum())
+    assert table["error"]["max_rel_err"] == pytest.approx(rel[~train].max())
 
 
 def test_collective_table_follows_the_cost_table_format():
@@ -60,7 +67,7 @@ def test_collective_table_follows_the_cost_table_format():
     for s in table["series"]:
         assert len(s["x"]) == len(s["latency_ms"]) and set(s["pwl_x"]) <= set(s["x"])
         assert np.all(np.diff(s["latency_ms"]) > 0)
-    assert table["error"]["n_heldout"] == 2  # index 3 of 5 sizes, per series
+    assert table["error"]["n_heldout"] == 2  # index 2 of 5 sizes, per series
 
 
 def test_nccl_reference_counts_half_elements_as_two_bytes():

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aicpp_opt.costs.pwl_fit import pwl_eval
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -17,15 +19,6 @@ class Latency:
     seconds: float
     extrapolated: bool
     source: str
-
-
-def extend(px: np.ndarray, py: np.ndarray, x):
-    """Linear inside [px[0], px[-1]], last segment extended above, clamped below."""
-    y = np.interp(x, px, py)
-    if len(px) < 2:
-        return y
-    slope = (py[-1] - py[-2]) / (px[-1] - px[-2])
-    return np.where(np.asarray(x) > px[-1], py[-1] + slope * (np.asarray(x) - px[-1]), y)
 
 
 @dataclass(frozen=True)
@@ -55,11 +48,13 @@ class Curve:
 
     def eval(self, x: float) -> Latency:
         """Measured grid at load x (linear between measured points)."""
-        return Latency(float(extend(self.x, self.seconds, x)), self.is_extrapolated(x), self.source)
+        return Latency(
+            float(pwl_eval(self.x, self.seconds, x)), self.is_extrapolated(x), self.source
+        )
 
     def pwl(self, x):
         """The fitted PWL surrogate at load x (scalar or array), seconds."""
-        y = extend(self.pwl_x, self.pwl_seconds, x)
+        y = pwl_eval(self.pwl_x, self.pwl_seconds, x)
         return float(y) if np.ndim(y) == 0 else y
 
 
@@ -78,6 +73,6 @@ def blend(op: str, load_axis: str, parts: list[tuple[float, Curve]], source: str
 
     x = grid([c.x for _, c in parts])
     px = grid([c.pwl_x for _, c in parts])
-    y = sum(w * extend(c.x, c.seconds, x) for w, c in parts)
-    py = sum(w * extend(c.pwl_x, c.pwl_seconds, px) for w, c in parts)
+    y = sum(w * pwl_eval(c.x, c.seconds, x) for w, c in parts)
+    py = sum(w * pwl_eval(c.pwl_x, c.pwl_seconds, px) for w, c in parts)
     return Curve(op, load_axis, x, np.asarray(y), px, np.asarray(py), source)

@@ -25,7 +25,7 @@ from aicpp_opt.report.summary import (
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import plan_to_dict
 
-MODE_CHOICES = ("auto", *MODES, "afd")
+MODE_CHOICES = ("auto", *MODES)
 
 
 def positive_list(text: str, option: str, kind: type) -> list:
@@ -47,12 +47,12 @@ def plain(value):
 
 
 def parse_modes(mode: str) -> tuple[str, ...] | None:
-    """``auto`` means every mode the instance allows; ``afd`` is AFD decode with P/D prefill."""
+    """``auto`` means every mode the instance allows."""
     if mode not in MODE_CHOICES:
         raise InputError("--mode", f"unknown mode {mode!r}; use one of {', '.join(MODE_CHOICES)}")
     if mode == "auto":
         return None
-    return ("afd+pd",) if mode == "afd" else (mode,)
+    return (mode,)
 
 
 def instance_workload(inst, name: str | None):

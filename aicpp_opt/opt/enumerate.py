@@ -66,7 +66,7 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
     grid = _grid(inst.search.max_batch_per_gpu)
     osl, weights = prob.workload.osl, resource_weights(prob)
     prefill = []
-    if {"pd", "afd+pd"} & set(prob.modes):
+    if set(prob.modes) - set(space.SELF_PREFILL):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
         prefill = list(
             prefill_rates(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget, False)
@@ -86,10 +86,8 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
         ):
             best = Best(value, g, choice, n, tok, pre)
 
-    gens = {"agg": space.agg_candidates, "pd": space.decode_candidates}
-    gens["afd+pd"] = space.afd_candidates
     for mode in prob.modes:
-        for cand in gens[mode](model, inst):
+        for cand in space.candidates(mode, model, inst):
             points = curve(ctx, cand, corr, grid)
             if not points:
                 continue
@@ -97,7 +95,7 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
                 gpus = add_gpus({}, cand.gpu_map, n)
                 if not fits_budget(prob, gpus):
                     break
-                if mode == "agg":
+                if cand.self_prefill:
                     ok = agg_feasible_prefix(ctx, cand, points, n, corr)
                     if ok:
                         tok = n * ok[-1].tok_s

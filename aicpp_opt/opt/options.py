@@ -21,7 +21,8 @@ from aicpp_opt.opt.space import Candidate
 from aicpp_opt.perf.breakdown import Cost
 from aicpp_opt.perf.context import PerfContext
 from aicpp_opt.perf.evaluate import (
-    agg_memory,
+    agg_role_iteration,
+    agg_role_memory,
     agg_ttft,
     decode_memory,
     decode_role_step,
@@ -29,7 +30,7 @@ from aicpp_opt.perf.evaluate import (
     prefill_memory,
     prefill_ttft,
 )
-from aicpp_opt.perf.step import agg_iteration, prefill_time
+from aicpp_opt.perf.step import prefill_time
 from aicpp_opt.spec.instance import Dimension
 from aicpp_opt.spec.plan import Role
 
@@ -87,8 +88,8 @@ def _raw_step(ctx: PerfContext, cand: Candidate, batch: float) -> tuple[float, f
     def compute() -> tuple[float, float]:
         role = cand.role
         try:
-            if cand.mode == "agg":
-                it = agg_iteration(ctx, role.pool, role.shape, batch, role.chunk_tokens)
+            if cand.self_prefill:
+                it = agg_role_iteration(ctx, replace(role, batch_per_gpu=batch))
                 return it.mean.total, it.prefill_service
             return decode_role_step(ctx, replace(role, batch_per_gpu=batch)).total, 0.0
         except InputError as err:
@@ -101,7 +102,7 @@ def _raw_step(ctx: PerfContext, cand: Candidate, batch: float) -> tuple[float, f
 def _memory_fits(ctx: PerfContext, cand: Candidate, batch: float) -> bool:
     def compute() -> bool:
         role = replace(cand.role, batch_per_gpu=batch)
-        return _fits(agg_memory(ctx, role) if cand.mode == "agg" else decode_memory(ctx, role))
+        return _fits(agg_role_memory(ctx, role) if cand.self_prefill else decode_memory(ctx, role))
 
     return _memo(ctx, ("memory", cand, batch), compute)
 
@@ -117,7 +118,7 @@ def decode_point(
     if step > wl.slo.tpot or not _memory_fits(ctx, cand, batch):
         return None
     # aggregated: arrivals must stay below the prefill capacity of the attention-DP ranks
-    if cand.mode == "agg" and seqs / (wl.osl * step) >= shape.attn_dp / service:
+    if cand.self_prefill and seqs / (wl.osl * step) >= shape.attn_dp / service:
         return None
     return Point(batch, step, seqs, seqs / step, service)
 
@@ -218,10 +219,12 @@ def _scan_agg(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int)
     breakpoints feasible at that count (TTFT queues over all replicas' ranks)."""
     best: Best = {}
     budget = ctx.memo[("budget",)]
+    hint = 0
     for n, cand in enumerate(cands):
-        i = max_feasible(ctx, cand, corr, grid)
+        i = max_feasible(ctx, cand, corr, grid, hint)
         if i < 0:
             continue
+        hint = i
         points = curve(ctx, cand, corr, grid[: i + 1])
         for count in range(1, budget // cand.total_gpus + 1):
             ok = agg_feasible_prefix(ctx, cand, points, count, corr)
@@ -309,7 +312,7 @@ def agg_options(
         else:
             runs.append((cands[c], pts, n, n))
     return [
-        _option(f"agg:{i}", DecodeChoice(cand, pts, (lo, hi)), True)
+        _option(f"{cand.mode}:{i}", DecodeChoice(cand, pts, (lo, hi)), True)
         for i, (cand, pts, lo, hi) in enumerate(runs)
     ]
 

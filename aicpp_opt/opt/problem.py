@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 from aicpp_opt.errors import InputError
 from aicpp_opt.perf.context import PerfContext, build_context
-from aicpp_opt.spec.instance import Instance
+from aicpp_opt.spec.instance import MODES, Instance
 from aicpp_opt.spec.workload import Workload
 
-MODES = ("agg", "pd", "afd+pd")
 OBJECTIVES = ("throughput", "per-gpu", "per-dollar")
 INSTANCE_OBJECTIVES = {
     "throughput": "throughput",

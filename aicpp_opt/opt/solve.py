@@ -69,14 +69,14 @@ def options(prob: Problem, corr: Corrections) -> tuple[list[DecodeOption], list[
     ctx, inst, model = prob.pwl, prob.instance, prob.pwl.model
     max_b = inst.search.max_batch_per_gpu
     dec: list[DecodeOption] = []
-    if "agg" in prob.modes:
-        dec += agg_options(ctx, space.agg_candidates(model, inst), corr, max_b, prob.budget)
-    if "pd" in prob.modes:
-        dec += pd_decode_options(ctx, space.decode_candidates(model, inst), corr, max_b)
-    if "afd+pd" in prob.modes:
-        dec += pd_decode_options(ctx, space.afd_candidates(model, inst), corr, max_b)
+    for mode in prob.modes:
+        cands = space.candidates(mode, model, inst)
+        if mode in space.SELF_PREFILL:
+            dec += agg_options(ctx, cands, corr, max_b, prob.budget)
+        else:
+            dec += pd_decode_options(ctx, cands, corr, max_b)
     pre: list[PrefillOption] = []
-    if {"pd", "afd+pd"} & set(prob.modes):
+    if set(prob.modes) - set(space.SELF_PREFILL):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
         pre = prefill_options(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
     return dec, pre
@@ -144,12 +144,12 @@ def fastest_decode(prob: Problem, corr: Corrections) -> tuple[float, Candidate] 
     ctx, inst, model, wl = prob.pwl, prob.instance, prob.pwl.model, prob.workload
     relaxed = replace(ctx, workload=replace(wl, slo=replace(wl.slo, tpot=math.inf)))
     prefill: list[PrefillOption] = []
-    if {"pd", "afd+pd"} & set(prob.modes):
+    if set(prob.modes) - set(space.SELF_PREFILL):
         roles = space.prefill_candidates(model, inst, wl.new_prompt_tokens)
         prefill = prefill_options(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
 
     def fed(cand: Candidate, point) -> bool:
-        if cand.mode == "agg":
+        if cand.self_prefill:
             n = prob.budget // cand.total_gpus
             return n >= 1 and bool(agg_feasible_prefix(ctx, cand, [point], n, corr))
         rate = point.tok_s / wl.osl
@@ -159,10 +159,8 @@ def fastest_decode(prob: Problem, corr: Corrections) -> tuple[float, Candidate] 
         )
 
     best = None
-    gens = {"agg": space.agg_candidates, "pd": space.decode_candidates}
-    gens["afd+pd"] = space.afd_candidates
     for mode in prob.modes:
-        for cand in gens[mode](model, inst):
+        for cand in space.candidates(mode, model, inst):
             if not fits_budget(prob, cand.gpu_map):
                 continue
             p = decode_point(relaxed, cand, 1, corr)

@@ -21,6 +21,13 @@ ATTENTION_GPU_CHOICES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 25
 AGG_CHUNKS = (1024, 2048, 4096, 8192)
 """Chunked-prefill token budgets per iteration and attention rank."""
 
+AFD_CHUNKS = (2048, 8192)
+"""Chunk budgets of AFD units that prefill themselves (mode ``afd``): two, since the AFD
+space is already the largest."""
+
+SELF_PREFILL = ("agg", "afd")
+"""Modes whose workers prefill their own requests; the others take P/D prefill."""
+
 PREFILL_CHUNKS = (8192, 16384)
 PREFILL_BATCHES = (1, 2, 4)
 """Prefill forwards: requests per forward and the token budget per chunk."""
@@ -41,6 +48,10 @@ class Candidate:
     @property
     def total_gpus(self) -> int:
         return sum(g for _, g in self.gpus)
+
+    @property
+    def self_prefill(self) -> bool:
+        return self.mode in SELF_PREFILL
 
 
 def _packs(pool: Pool, gpus: int) -> bool:
@@ -128,8 +139,13 @@ def _afd_fits(a: Pool, f: Pool, m: int, n: int) -> bool:
     return m <= a.gpus and n <= f.gpus
 
 
-def afd_candidates(model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
+def afd_candidates(
+    model: ModelSpec, instance: Instance, mode: str = "afd+pd"
+) -> Iterator[Candidate]:
+    """AFD units: decode units fed by P/D prefill (``afd+pd``), or units that also prefill in
+    chunks (``afd``, one candidate per chunk budget)."""
     s = instance.search
+    chunks = AFD_CHUNKS if mode == "afd" else (0,)
     for a in instance.pools:
         for f in instance.pools:
             for moe_tp, ep in _moe_groups(model, instance, f.gpus):
@@ -144,7 +160,23 @@ def afd_candidates(model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
                             for k in range(1, s.max_micro_batches + 1):
                                 for dispatch in DISPATCH:
                                     afd = Afd(m, n, f.name, k, dispatch, pairing(m, n, sets))
-                                    role = _role("decode", a.name, shape, afd=afd)
                                     gpus = {a.name: m}
                                     gpus[f.name] = gpus.get(f.name, 0) + n
-                                    yield Candidate("afd+pd", role, tuple(sorted(gpus.items())))
+                                    for chunk in chunks:
+                                        role = _role(
+                                            "agg" if chunk else "decode",
+                                            a.name,
+                                            shape,
+                                            afd=afd,
+                                            chunk_tokens=chunk,
+                                        )
+                                        yield Candidate(mode, role, tuple(sorted(gpus.items())))
+
+
+def candidates(mode: str, model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
+    """Every decode-capable worker shape of a serving mode."""
+    if mode == "agg":
+        return agg_candidates(model, instance)
+    if mode == "pd":
+        return decode_candidates(model, instance)
+    return afd_candidates(model, instance, mode)

@@ -27,7 +27,7 @@ from aicpp_opt.perf.comm import alpha_beta, collective, dtype_bytes
 from aicpp_opt.perf.context import PerfContext
 from aicpp_opt.perf.layers import Items, Load, attention, dense_mlp, lm_head, moe_experts, moe_local
 from aicpp_opt.perf.routing import distinct_targets, skew_factor
-from aicpp_opt.perf.step import NOT_COUNTED, costed, within_domain
+from aicpp_opt.perf.step import NOT_COUNTED, AggIteration, costed, steady_state, within_domain
 from aicpp_opt.spec.instance import Dimension
 from aicpp_opt.spec.plan import Afd, Shape
 
@@ -101,10 +101,29 @@ def afd_step(
     ctx: PerfContext, pool: str, shape: Shape, afd: Afd, batch_per_gpu: float
 ) -> StepBreakdown:
     """Decode step of an AFD unit at ``batch_per_gpu`` sequences per attention GPU."""
+    mb = batch_per_gpu / afd.micro_batches
+    load = Load(decode_seqs=mb * shape.attn_tp, context=ctx.workload.decode_context)
+    return afd_forward(ctx, pool, shape, afd, load)
+
+
+def afd_iteration(
+    ctx: PerfContext, pool: str, shape: Shape, afd: Afd, batch_per_gpu: float, chunk_tokens: int
+) -> AggIteration:
+    """Steady state of an AFD unit that also prefills (mode ``afd``): chunks of new prompts
+    ride the decode iterations, split over the K micro-batches, through both sides."""
+
+    def run(load: Load) -> StepBreakdown:
+        return afd_forward(ctx, pool, shape, afd, load)
+
+    return steady_state(ctx, shape, batch_per_gpu, chunk_tokens, run, afd.micro_batches)
+
+
+def afd_forward(ctx: PerfContext, pool: str, shape: Shape, afd: Afd, load: Load) -> StepBreakdown:
+    """One iteration of an AFD unit whose K micro-batches each carry ``load`` per attention
+    rank (decode sequences and, in mode ``afd``, a part of a prefill chunk)."""
     m, k = ctx.model, afd.micro_batches
     a_pool, f_pool = ctx.pools[pool], ctx.pools[afd.ffn_pool]
-    mb = batch_per_gpu / k
-    load = Load(decode_seqs=mb * shape.attn_tp, context=ctx.workload.decode_context)
+    mb = load.tokens / shape.attn_tp
     a_within = within_domain(a_pool, shape.attention_gpus)
     link, within = afd_link(ctx, pool, afd)
     attn = attention(ctx, a_pool, shape, load, a_within)
@@ -124,7 +143,8 @@ def afd_step(
     ops += costed(a2f, "moe", k * n_moe, "link")
     ops += costed(f_side, "moe", k * n_moe, "ffn")
     ops += costed(f2a, "moe", k * n_moe, "link")
-    ops += costed(lm_head(ctx, a_pool, shape, load.decode_seqs), "step", k, "attention")
+    head_tokens = load.decode_seqs + load.prefill_batch
+    ops += costed(lm_head(ctx, a_pool, shape, head_tokens), "step", k, "attention")
     stages = {
         "attention": _side_total(a_side),
         "A->F": _side_total(a2f),

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from aicpp_opt.perf.afd import afd_step
+from aicpp_opt.perf.afd import afd_iteration, afd_step
 from aicpp_opt.perf.breakdown import Cost, StepBreakdown
 from aicpp_opt.perf.comm import p2p
 from aicpp_opt.perf.context import PerfContext, build_context
 from aicpp_opt.perf.fleet import Flow, balance, decode_capacity
 from aicpp_opt.perf.memory import MemoryBreakdown, memory_per_gpu
 from aicpp_opt.perf.queueing import ttft_queueing
-from aicpp_opt.perf.step import agg_iteration, decode_step, prefill_time
+from aicpp_opt.perf.step import AggIteration, agg_iteration, decode_step, prefill_time
 from aicpp_opt.spec.instance import Dimension, Instance
 from aicpp_opt.spec.plan import Plan, Role
 from aicpp_opt.spec.workload import Workload
@@ -245,10 +245,22 @@ def agg_ttft(role: Role, service: float, rate: float) -> Ttft:
     return Ttft(wait, service, 0.0, "aggregated: KV stays on the GPU")
 
 
+def agg_role_iteration(ctx: PerfContext, role: Role) -> AggIteration:
+    """The steady state of an aggregated role: a plain worker, or an AFD unit (mode afd)."""
+    b, chunk = role.batch_per_gpu, role.chunk_tokens
+    if role.afd is None:
+        return agg_iteration(ctx, role.pool, role.shape, b, chunk)
+    return afd_iteration(ctx, role.pool, role.shape, role.afd, b, chunk)
+
+
+def agg_role_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
+    return agg_memory(ctx, role) if role.afd is None else decode_memory(ctx, role)
+
+
 def _evaluate_agg(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...], float, Ttft, Flow]:
     role = plan.role("agg")
     wl, shape = ctx.workload, role.shape
-    it = agg_iteration(ctx, role.pool, shape, role.batch_per_gpu, role.chunk_tokens)
+    it = agg_role_iteration(ctx, role)
     t_it = it.mean.total
     prefill_cap = role.replicas * shape.attn_dp / it.prefill_service
     dec_cap = decode_capacity(
@@ -256,7 +268,7 @@ def _evaluate_agg(ctx: PerfContext, plan: Plan) -> tuple[tuple[RoleResult, ...],
     )
     flow = balance(prefill_cap, dec_cap, wl.osl, t_it, role.gpus)
     ttft = agg_ttft(role, it.prefill_service, flow.arrival_rate)
-    return (RoleResult("agg", it.mean, agg_memory(ctx, role)),), t_it, ttft, flow
+    return (RoleResult("agg", it.mean, agg_role_memory(ctx, role)),), t_it, ttft, flow
 
 
 def decode_role_step(ctx: PerfContext, role: Role) -> StepBreakdown:
@@ -312,7 +324,7 @@ def evaluate_context(
     ``prefill_ctx`` costs the P/D prefill role in another context: the optimiser's model takes
     prefill service times, which are per-shape constants it never linearises, from the
     measured grids while its decode curves use the PWL surrogates."""
-    if plan.mode == "agg":
+    if plan.role("agg") is not None:
         roles, tpot, ttft, flow = _evaluate_agg(ctx, plan)
     else:
         roles, tpot, ttft, flow = _evaluate_pd(ctx, plan, prefill_ctx or ctx)

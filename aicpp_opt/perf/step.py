@@ -5,6 +5,7 @@ of its listed ops; the optimiser calls these per shape and batch."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from aicpp_opt.perf.breakdown import OpCost, StepBreakdown
@@ -114,32 +115,45 @@ def _scaled(step: StepBreakdown, factor: float, tag: str) -> list[OpCost]:
     return [replace(op, name=f"{op.name} [{tag}]", count=op.count * factor) for op in step.ops]
 
 
-def agg_iteration(
-    ctx: PerfContext, pool: str, shape: Shape, batch_per_gpu: float, chunk_tokens: int
+def steady_state(
+    ctx: PerfContext,
+    shape: Shape,
+    batch_per_gpu: float,
+    chunk_tokens: int,
+    run: Callable[[Load], StepBreakdown],
+    splits: int = 1,
 ) -> AggIteration:
-    """Steady state of an aggregated worker at ``batch_per_gpu`` decode sequences per GPU: the
-    sequences finishing per iteration (batch x TP / OSL per attention rank) are replaced by new
-    requests whose uncached prompts need ``needed`` prefill tokens per iteration; they come in
-    chunks of ``chunk_tokens``, so a share needed / chunk of iterations carries one (capped at
-    1: beyond it the prefill budget cannot keep up, which the capacity check reports). A chunk's
-    attention span sits at the middle of the uncached prompt (the average over its chunks)."""
+    """Steady state of a worker that prefills in chunks between decode steps, at
+    ``batch_per_gpu`` decode sequences per (attention) GPU: the sequences finishing per
+    iteration (batch x TP / OSL per attention rank) are replaced by new requests whose
+    uncached prompts need that many times the uncached prompt in prefill tokens per iteration;
+    they come in chunks of ``chunk_tokens``, so a share needed / chunk of iterations carries one
+    (capped at 1: beyond it the prefill budget cannot keep up, which the capacity check
+    reports). A chunk's attention span sits at the middle of the uncached prompt (the average
+    over its chunks). ``run`` costs one forward of the load it is given; ``splits`` is how many
+    micro-batches share an iteration's load (AFD), each taking an equal part of it."""
     wl = ctx.workload
     seqs = batch_per_gpu * shape.attn_tp
     chunk = min(float(chunk_tokens), wl.new_prompt_tokens)
     share = min(1.0, seqs / wl.osl * wl.new_prompt_tokens / chunk)
-    decode_only = forward(
-        ctx, pool, shape, Load(decode_seqs=seqs, context=wl.decode_context), decode=True
-    )
+    part, span = seqs / splits, chunk / splits
+    decode_only = run(Load(decode_seqs=part, context=wl.decode_context))
     mid = wl.isl - wl.new_prompt_tokens / 2
-    mixed = forward(
-        ctx,
-        pool,
-        shape,
-        Load(seqs, wl.decode_context, 1, mid - chunk / 2, mid + chunk / 2),
-        decode=True,
-    )
+    mixed = run(Load(part, wl.decode_context, 1, mid - span / 2, mid + span / 2))
     ops = _scaled(decode_only, 1.0 - share, "decode-only iterations")
     ops += _scaled(mixed, share, "iterations with a prefill chunk")
     note = f"aggregated: {share:.1%} of iterations carry a {chunk:.0f}-token prefill chunk"
-    mean = StepBreakdown(tuple(ops), decode_only.traffic, (note, NOT_COUNTED))
+    notes = (note, *(n for n in decode_only.notes if n != note))
+    mean = StepBreakdown(tuple(ops), decode_only.traffic, notes)
     return AggIteration(mean, mixed, len(prefill_chunks(ctx, chunk_tokens)), share)
+
+
+def agg_iteration(
+    ctx: PerfContext, pool: str, shape: Shape, batch_per_gpu: float, chunk_tokens: int
+) -> AggIteration:
+    """Steady state of an aggregated worker (attention and experts on the same GPUs)."""
+
+    def run(load: Load) -> StepBreakdown:
+        return forward(ctx, pool, shape, load, decode=True)
+
+    return steady_state(ctx, shape, batch_per_gpu, chunk_tokens, run)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aicpp_opt.costs.series_doc import SCHEMA, MeasuredSeries, fit_block, fitted_series
 from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.pwl import fit_pwl
 from aicpp_opt.replay.simulate import simulate
 from aicpp_opt.replay.topology import Topology
 
@@ -100,10 +100,13 @@ def collective_table(
     instance: str, topo: Topology, op: str, model: LinkModel, gpu_counts=(2, 4, 8), sizes=SIZES
 ) -> dict:
     """The cost-table JSON of one collective swept over sizes for each GPU count."""
-    series = []
-    for n in (c for c in gpu_counts if fits_in(topo, c)):
-        times = [collective_time(topo, op, n, s, model=model) for s in sizes]
-        series.append(_series({"num_gpus": n}, sizes, times))
+    series = [
+        _measured(
+            {"num_gpus": n}, sizes, [collective_time(topo, op, n, s, model=model) for s in sizes]
+        )
+        for n in gpu_counts
+        if fits_in(topo, n)
+    ]
     covers = (
         f"{op} ({NCCL_ALGORITHM[op]}) over GPUs 0..n-1, simulated; message = full buffer per rank"
     )
@@ -114,24 +117,18 @@ def mxn_table(
     instance: str, topo: Topology, model: LinkModel, shapes=MXN_SHAPES, sizes=MXN_SIZES
 ) -> dict:
     """The cost-table JSON of the M x N A->F send pattern, bytes per edge on the load axis."""
-    series = []
-    for m, n in (s for s in shapes if fits_in(topo, s[0] + s[1])):
-        times = [mxn_time(topo, m, n, s, model) for s in sizes]
-        series.append(_series({"m": m, "n": n}, sizes, times))
+    series = [
+        _measured({"m": m, "n": n}, sizes, [mxn_time(topo, m, n, s, model) for s in sizes])
+        for m, n in shapes
+        if fits_in(topo, m + n)
+    ]
     covers = "every one of M attention GPUs sends the load (bytes) to every one of N FFN GPUs"
     return _table(instance, topo, "afd_mxn", ["m", "n"], covers, model, series)
 
 
-def _series(key: dict, sizes, times) -> dict:
-    fit = fit_pwl(sizes, times)
-    return {
-        "key": key,
-        "x": [int(s) for s in sizes],
-        "latency_ms": [t * 1e3 for t in times],
-        "pwl_x": [int(v) for v in fit.x],
-        "pwl_ms": [v * 1e3 for v in fit.y],
-        "heldout_rel_err": [float(e) for e in fit.heldout_rel_err],
-    }
+def _measured(key: dict, sizes, seconds) -> MeasuredSeries:
+    """One simulated series in the cost tables' units (bytes, ms)."""
+    return key, np.asarray(sizes, dtype=float), np.asarray(seconds, dtype=float) * 1e3
 
 
 def _table(
@@ -141,15 +138,15 @@ def _table(
     axes: list[str],
     covers: str,
     model: LinkModel,
-    series: list[dict],
+    measured: list[MeasuredSeries],
 ) -> dict:
-    errs = np.concatenate([s.pop("heldout_rel_err") for s in series] or [np.zeros(0)])
+    series, summary = fitted_series(measured)
     topo_json = [
         {"kind": d.kind, "size": d.size, "bw_GBps": d.bw / 1e9, "latency_ns": d.latency * 1e9}
         for d in topo.dims
     ]
     return {
-        "schema": 1,
+        "schema": SCHEMA,
         "system": instance,
         "backend": "sim",
         "op": op,
@@ -164,12 +161,7 @@ def _table(
             "link_model": dataclasses.asdict(model),
         },
         "selection": "network-simulator sweep on the instance's topology",
-        "fit": {"target_rel_err": 0.02, "holdout": "every 3rd interior point"},
-        "error": {
-            "median_rel_err": float(np.median(errs)) if len(errs) else 0.0,
-            "p95_rel_err": float(np.percentile(errs, 95)) if len(errs) else 0.0,
-            "max_rel_err": float(errs.max()) if len(errs) else 0.0,
-            "n_heldout": int(len(errs)),
-        },
+        "fit": fit_block(),
+        "error": summary,
         "series": series,
     }

@@ -1,5 +1,6 @@
 """``aicpp-opt compare``: for every workload of the instance and every SLO tier, the best plan
-of each serving mode side by side, so it shows where each mode pays off and where only one is
+of each of the four serving modes (whatever the instance's ``search.modes`` allows) side by
+side, so it shows where each mode pays off and where only one is
 feasible."""
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def workload_tiers(instance: Instance) -> list[Workload]:
 
 
 def run_compare(console: Console, instance: Instance, json_out: Path | None) -> dict:
-    modes = tuple(m for m in MODES if m in instance.search.modes)
+    modes = MODES
     tiers = workload_tiers(instance)
     cases = [(wl, m) for wl in tiers for m in modes]
     bases = [wl for wl in tiers if wl.name.endswith("-relaxed")]

@@ -21,7 +21,9 @@ from aicpp_opt.spec.workload import (
     text,
 )
 
-MODES = ("agg", "pd", "afd+pd")
+MODES = ("agg", "pd", "afd", "afd+pd")
+"""Serving modes: aggregated (chunked prefill), P/D disaggregated, AFD units that prefill in
+chunks themselves, and AFD decode units fed by P/D prefill."""
 OBJECTIVES = ("throughput", "throughput_per_gpu", "throughput_per_dollar")
 DIMENSION_KINDS = ("switch", "ring", "fully_connected")
 

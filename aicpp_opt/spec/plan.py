@@ -14,10 +14,17 @@ from aicpp_opt.errors import InputError
 from aicpp_opt.spec.instance import Instance, read_json
 from aicpp_opt.spec.workload import integer, num, only_keys, req, text
 
-PLAN_MODES = ("agg", "pd", "afd+pd")
+PLAN_MODES = ("agg", "pd", "afd", "afd+pd")
 ROLES = ("agg", "prefill", "decode")
 DISPATCH = ("all_to_all", "direct", "allgather_reducescatter")
-MODE_ROLES = {"agg": {"agg"}, "pd": {"prefill", "decode"}, "afd+pd": {"prefill", "decode"}}
+MODE_ROLES = {
+    "agg": {"agg"},
+    "pd": {"prefill", "decode"},
+    "afd": {"agg"},
+    "afd+pd": {"prefill", "decode"},
+}
+AFD_ROLE = {"afd": "agg", "afd+pd": "decode"}
+"""The role an AFD mode disaggregates: the aggregated worker (it prefills too) or P/D decode."""
 
 
 @dataclass(frozen=True)
@@ -226,9 +233,9 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
     shape = _shape(req(data, "shape", where), f"{where}.shape", num_experts)
     afd = None
     if "afd" in data:
-        if kind != "decode":
+        if kind == "prefill":
             raise InputError(
-                f"{where}.afd", "only a decode role can be attention-FFN disaggregated"
+                f"{where}.afd", "a prefill role cannot be attention-FFN disaggregated"
             )
         afd = _afd(data["afd"], f"{where}.afd", pool, instance, shape)
     elif shape.attention_gpus != shape.moe_gpus:
@@ -294,10 +301,7 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
     if not isinstance(data, dict):
         raise InputError("plan", "must be a JSON object")
     only_keys(data, {"mode", "roles", "name", "description"}, "plan")
-    mode = req(data, "mode", "plan")
-    if mode == "afd":
-        raise InputError("mode", "AFD is modelled on decode with P/D prefill: use mode 'afd+pd'")
-    mode = text(mode, "mode", PLAN_MODES)
+    mode = text(req(data, "mode", "plan"), "mode", PLAN_MODES)
     raw = req(data, "roles", "plan")
     if not isinstance(raw, list) or not raw:
         raise InputError("roles", "must be a non-empty list of roles")
@@ -308,10 +312,12 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
             "roles",
             f"mode {mode} needs exactly one of each role {sorted(MODE_ROLES[mode])}, got {kinds}",
         )
-    has_afd = any(r.afd is not None for r in roles)
-    if has_afd != (mode == "afd+pd"):
+    afd_roles = [r.role for r in roles if r.afd is not None]
+    if afd_roles != ([AFD_ROLE[mode]] if mode in AFD_ROLE else []):
         raise InputError(
-            "mode", "an afd block belongs to mode 'afd+pd' and that mode needs one on decode"
+            "mode",
+            "an afd block belongs to mode 'afd' (on its agg role) or 'afd+pd' (on decode), "
+            "and those modes need one",
         )
     _check_budget(roles, instance)
     return Plan(mode=mode, roles=roles)

@@ -147,7 +147,7 @@ def test_compare_lists_every_workload_tier_and_mode(tmp_path):
     assert names == {
         f"{w}-{t}" for w in ("chat", "coding") for t in ("relaxed", "interactive", "strict")
     }
-    assert {r["mode"] for r in data["plans"]} == {"agg", "pd", "afd+pd"}
+    assert {r["mode"] for r in data["plans"]} == {"agg", "pd", "afd", "afd+pd"}
     for r in data["plans"]:
         assert r["feasible"] or r["reason"].startswith("no ")
     tier_tpot = {"relaxed": 50.0, "interactive": 20.0, "strict": 10.0}

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from aicpp_opt.replay.nccl_reference import DTYPE_BYTES as NCCL_DTYPE_BYTES
 from calibrate.needs import Needs
 
-NCCL_DTYPE_BYTES = {"half": 2, "int8": 1}
 DEEPEP_NORMAL_SMS = 20
 """DeepEP's default `Buffer.num_sms`: the normal-mode kernels run on this many SMs unless a
 deployment tunes it, so the table keeps the rows measured at it."""

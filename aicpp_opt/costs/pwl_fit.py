@@ -73,7 +73,7 @@ def fewest_breakpoints(x: np.ndarray, y: np.ndarray, target: float) -> np.ndarra
 def pwl_eval(px: np.ndarray, py: np.ndarray, x: np.ndarray | float) -> np.ndarray:
     """PWL value at x: linear inside [px[0], px[-1]], last segment extended above, clamped
     below (the cost tables' extrapolation policy)."""
-    x = np.asarray(x, dtype=float)
+    x = np.asarray(x)
     y = np.interp(x, px, py)
     if len(px) >= 2:
         slope = (py[-1] - py[-2]) / (px[-1] - px[-2])

@@ -199,32 +199,35 @@ def _offer(best: Best, key: tuple, value: float, index: int, payload: Any) -> No
         best[key] = (value, index, payload)
 
 
+def _feasible_shapes(
+    ctx: PerfContext, cands: list[Candidate], corr: Corrections, grid: list[int]
+) -> Iterator[tuple[int, Candidate, int]]:
+    """(position, shape, largest feasible breakpoint) of every shape with one; each search is
+    seeded with the previous shape's answer."""
+    hint = 0
+    for n, cand in enumerate(cands):
+        i = max_feasible(ctx, cand, corr, grid, hint)
+        if i >= 0:
+            hint = i
+            yield n, cand, i
+
+
 def _scan_decode(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int) -> Best:
     """P/D and AFD decode shapes: per (mode, GPU vector) the highest capacity at the largest
     feasible batch; payload: that breakpoint's index."""
     best: Best = {}
-    hint = 0
-    for n, cand in enumerate(cands):
-        i = max_feasible(ctx, cand, corr, grid, hint)
-        if i < 0:
-            continue
-        hint = i
+    for n, cand, i in _feasible_shapes(ctx, cands, corr, grid):
         cap = decode_point(ctx, cand, grid[i], corr).tok_s
         _offer(best, (cand.mode, cand.gpus), cap, n + offset, i)
     return best
 
 
 def _scan_agg(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int) -> Best:
-    """Aggregated shapes: per (GPU vector, replica count) the highest capacity; payload: the
-    breakpoints feasible at that count (TTFT queues over all replicas' ranks)."""
+    """Self-prefilling shapes: per (GPU vector, replica count) the highest capacity; payload:
+    the breakpoints feasible at that count (TTFT queues over all replicas' ranks)."""
     best: Best = {}
     budget = ctx.memo[("budget",)]
-    hint = 0
-    for n, cand in enumerate(cands):
-        i = max_feasible(ctx, cand, corr, grid, hint)
-        if i < 0:
-            continue
-        hint = i
+    for n, cand, i in _feasible_shapes(ctx, cands, corr, grid):
         points = curve(ctx, cand, corr, grid[: i + 1])
         for count in range(1, budget // cand.total_gpus + 1):
             ok = agg_feasible_prefix(ctx, cand, points, count, corr)

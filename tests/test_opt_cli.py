@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from aicpp_opt.cli import main
 from aicpp_opt.opt import milp
 from aicpp_opt.perf.evaluate import evaluate_plan
+from aicpp_opt.report.compare import only_feasible
 from aicpp_opt.report.summary import HEADLINE_KEYS
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import load_plan
@@ -156,3 +157,23 @@ def test_compare_lists_every_workload_tier_and_mode(tmp_path):
         tightest = data["tightest_tpot_ms"][base][r["mode"]]
         # a mode has a plan at a tier exactly when its tightest TPOT meets the tier's target
         assert r["feasible"] == (tightest is not None and tightest <= tier_tpot[tier]), r
+
+
+@pytest.mark.parametrize(
+    ("per_mode", "expected"),
+    [
+        (
+            {"agg": 22.5, "pd": 21.3, "afd": 21.0, "afd+pd": 21.1},
+            "only AFD (afd, afd+pd): TPOT in [21.0, 21.3) ms",
+        ),
+        (
+            {"agg": 22.5, "pd": 21.3, "afd": 25.0, "afd+pd": 22.0},
+            "only P/D (pd): TPOT in [21.3, 22.0) ms",
+        ),
+        ({"agg": None, "pd": None, "afd": None, "afd+pd": 30.0}, "only AFD: every TPOT >= 30.0 ms"),
+        ({"agg": 20.0, "pd": 20.0, "afd": None, "afd+pd": None}, "-"),
+        ({"agg": None, "pd": None, "afd": None, "afd+pd": None}, "none feasible"),
+    ],
+)
+def test_only_feasible_windows(per_mode, expected):
+    assert only_feasible(per_mode) == expected

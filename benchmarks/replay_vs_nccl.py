@@ -17,9 +17,9 @@ import sys
 
 import numpy as np
 
-from aicpp_opt.replay import nccl_reference
 from aicpp_opt.replay.comm_sweep import LinkModel, collective_time, fit_link_model
 from aicpp_opt.replay.topology import Dim, Topology
+from calibrate import nccl_reference
 
 SYSTEM = "h200_sxm"
 TARGET = 0.25

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from aicpp_opt.replay.nccl_reference import DTYPE_BYTES as NCCL_DTYPE_BYTES
+from calibrate.nccl_reference import DTYPE_BYTES as NCCL_DTYPE_BYTES
 from calibrate.needs import Needs
 
 DEEPEP_NORMAL_SMS = 20

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from aicpp_opt.costs.pwl_fit import TARGET_REL_ERR, holdout_mask, pwl_eval
 from aicpp_opt.costs.series_doc import fit_block
-from aicpp_opt.replay import comm_sweep, nccl_reference
+from aicpp_opt.replay import comm_sweep
 from aicpp_opt.replay.cli import calibrate_comm
 from aicpp_opt.replay.topology import Dim, Topology
+from calibrate import nccl_reference
 
 TOPO = Topology((Dim("switch", 8, 450e9, 250e-9),))
 

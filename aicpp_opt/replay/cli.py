@@ -119,9 +119,10 @@ def print_report(report) -> None:
 def calibrate_comm(instance, out):
     """Sweep collectives and M x N patterns on INSTANCE's (first pool's) topology, fit PWL
     tables, and compare with aiconfigurator-core's measured NCCL tables."""
-    from aicpp_opt.replay import comm_sweep, nccl_reference
+    from aicpp_opt.replay import comm_sweep
     from aicpp_opt.replay.adapter import network
     from aicpp_opt.spec.instance import load_instance
+    from calibrate import nccl_reference
 
     inst = load_instance(instance)
     name, system = inst.name, inst.pools[0].system

@@ -3,7 +3,7 @@ instance's topology, and their PWL tables (``cost_tables/<instance>/sim/<op>.jso
 
 A ``LinkModel`` adds what a flow-level network model lacks about NCCL: the fraction of the
 link bandwidth a collective achieves and a fixed per-collective overhead. It is fitted on
-measured NCCL tables (``nccl_reference``) at some GPU counts and checked on the others.
+measured NCCL tables (``calibrate.nccl_reference``) at some GPU counts and checked on the others.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.factory import SolverFactory
@@ -96,7 +96,6 @@ class MilpResult:
     tok_s: float
     prefill: PrefillOption | None
     gpus: dict[str, int]
-    history: list[dict] = field(default_factory=list)
 
 
 def _replica_cap(gpus: dict[str, int], capacity: dict[str, int], budget: int) -> int:
@@ -247,7 +246,6 @@ def solve_milp(
     turns the objective into tokens/s per unit of resource: per GPU (all 1) or per dollar."""
     start = time.perf_counter()
     q = 0.0
-    history: list[dict] = []
     it = 0
     while it < max_iterations:
         it += 1
@@ -256,14 +254,13 @@ def solve_milp(
         status, optimal, gap = _solve_once(m, remaining, rel_gap)
         tok = pyo.value(m.tok_s)
         resource = sum((resource_weight or {}).get(pool, 0.0) * g for pool, g in _gpus(m).items())
-        history.append({"q": q, "tok_s": tok, "resource": resource, "status": status})
         if not resource_weight or resource <= 0:
             break
         ratio = tok / resource
         if ratio <= q * (1 + 1e-9):
             break
         q = ratio
-    return _result(m, status, optimal, gap, time.perf_counter() - start, it, history)
+    return _result(m, status, optimal, gap, time.perf_counter() - start, it)
 
 
 def _gpus(m: pyo.ConcreteModel) -> dict[str, int]:
@@ -278,7 +275,7 @@ def _gpus(m: pyo.ConcreteModel) -> dict[str, int]:
     return out
 
 
-def _result(m, status, optimal, gap, seconds, iterations, history) -> MilpResult:
+def _result(m, status, optimal, gap, seconds, iterations) -> MilpResult:
     chosen = next(d for d in m._decode if pyo.value(m.y[d]) > 0.5)
     o = m._decode[chosen]
     n = round(pyo.value(m.n[chosen]))
@@ -293,5 +290,4 @@ def _result(m, status, optimal, gap, seconds, iterations, history) -> MilpResult
         tok_s=pyo.value(m.tok_s),
         prefill=pre,
         gpus=_gpus(m),
-        history=history,
     )

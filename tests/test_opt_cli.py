@@ -177,3 +177,19 @@ def test_compare_lists_every_workload_tier_and_mode(tmp_path):
 )
 def test_only_feasible_windows(per_mode, expected):
     assert only_feasible(per_mode) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--budget", "4"), "fits the budget of 4 GPUs; the smallest needs 8 GPUs"),
+        (
+            ("--budget", "12", "--mode", "pd"),
+            "smallest decode shape: 8 GPUs, smallest prefill role meeting TTFT: 8 GPUs",
+        ),
+    ],
+)
+def test_budget_infeasibility_names_the_sizes(args, reason):
+    result = CliRunner().invoke(main, ["solve", "instances/h200_nvl72.json", "--no-replay", *args])
+    assert result.exit_code == 3
+    assert reason in result.output

@@ -33,7 +33,7 @@ from aicpp_opt.opt.options import (
 )
 from aicpp_opt.opt.problem import Problem, add_gpus, fits_budget, resource_weights
 from aicpp_opt.opt.space import Candidate
-from aicpp_opt.perf.evaluate import Evaluation, evaluate_context
+from aicpp_opt.perf.evaluate import Evaluation, evaluate_context, prefill_memory
 from aicpp_opt.perf.step import prefill_time
 from aicpp_opt.spec.plan import Plan
 
@@ -108,22 +108,41 @@ def _explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: lis
             f"no plan reaches TPOT {slo.tpot * 1e3:g} ms; the fastest {cand.mode} plan reaches "
             f"{tpot * 1e3:.1f} ms at batch 1 with {_describe(cand.role)}"
         )
-    if not pre and any(not o.self_prefill for o in dec):
-        ttfts = [
-            prefill_time(prob.measured, r.pool, r.shape, r.batch, r.chunk_tokens).total * corr.ttft
-            for r in space.prefill_candidates(ctx.model, prob.instance, wl.new_prompt_tokens)
-            if r.shape.attention_gpus <= prob.budget
-        ]
-        if ttfts:
+    fitting = [o for o in dec if fits_budget(prob, o.gpus)]
+    if not fitting:
+        smallest = min(sum(o.gpus.values()) for o in dec)
+        return (
+            f"no shape that holds the model and meets TPOT {slo.tpot * 1e3:g} ms fits the "
+            f"budget of {prob.budget} GPUs; the smallest needs {smallest} GPUs"
+        )
+    smallest = min(sum(o.gpus.values()) for o in fitting)
+    if not pre and not any(o.self_prefill for o in fitting):
+        roles = space.prefill_candidates(ctx.model, prob.instance, wl.new_prompt_tokens)
+        held = [r for r in roles if all(m.fits for m in prefill_memory(prob.measured, r).values())]
+        room = prob.budget - smallest
+        if not any(r.shape.attention_gpus <= room for r in held):
+            need = min((r.shape.attention_gpus for r in held), default=None)
             return (
-                f"no prefill shape reaches TTFT {slo.ttft * 1e3:g} ms; the fastest prefill "
-                f"takes {min(ttfts) * 1e3:.1f} ms before any queueing or KV transfer"
+                f"no prefill shape fits beside the smallest decode shape ({smallest} GPUs) in "
+                f"the budget of {prob.budget} GPUs"
+                + (f"; the smallest prefill that holds the model needs {need} GPUs" if need else "")
             )
-    smallest = min(sum(o.gpus.values()) for o in dec)
+        fastest = min(
+            prefill_time(prob.measured, r.pool, r.shape, r.batch, r.chunk_tokens).total
+            for r in held
+            if r.shape.attention_gpus <= room
+        )
+        return (
+            f"no prefill shape reaches TTFT {slo.ttft * 1e3:g} ms; the fastest prefill takes "
+            f"{fastest * corr.ttft * 1e3:.1f} ms before any queueing or KV transfer"
+        )
+    parts = f"smallest decode shape: {smallest} GPUs"
+    if pre:
+        parts += f", smallest prefill role meeting TTFT: {min(sum(p.gpus.values()) for p in pre)}"
+        parts += " GPUs"
     return (
         f"no combination of shapes fits the budget of {prob.budget} GPUs while meeting TTFT "
-        f"{slo.ttft * 1e3:g} ms and TPOT {slo.tpot * 1e3:g} ms (smallest decode shape: "
-        f"{smallest} GPUs)"
+        f"{slo.ttft * 1e3:g} ms and TPOT {slo.tpot * 1e3:g} ms ({parts})"
     )
 
 

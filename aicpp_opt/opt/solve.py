@@ -1,7 +1,8 @@
 """``solve``: build the options for the allowed modes, solve the MILP, turn its choice into a
-plan, and re-check the plan with the evaluator on the measured grids. When the measured
-numbers break an SLO the PWL model allowed, the optimiser scales the modelled time that was
-optimistic by the observed ratio and solves again (a bounded loop, each round reported)."""
+plan, and re-check the plan with the evaluator on the measured grids and, when given, the
+network replay. When a check breaks an SLO the PWL model allowed, the optimiser raises its
+corrections to what the check observed and solves again (a bounded loop, each round
+reported). Infeasible problems are explained with the closest achievable numbers."""
 
 from __future__ import annotations
 

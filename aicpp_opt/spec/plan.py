@@ -234,9 +234,7 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
     afd = None
     if "afd" in data:
         if kind == "prefill":
-            raise InputError(
-                f"{where}.afd", "a prefill role cannot be attention-FFN disaggregated"
-            )
+            raise InputError(f"{where}.afd", "a prefill role cannot be attention-FFN disaggregated")
         afd = _afd(data["afd"], f"{where}.afd", pool, instance, shape)
     elif shape.attention_gpus != shape.moe_gpus:
         raise InputError(

@@ -156,10 +156,16 @@ def _phase(decode: bool) -> str:
 
 
 def _measured_or_none(ctx: PerfContext, pool: str, op: str, x: float, **axes) -> Cost | None:
-    """``op`` at load ``x`` when its table measured these axes on this system, else None."""
+    """``op`` at load ``x`` when its table measured these axes on this system, else None. A
+    miss depends on the axes only (the load axis extrapolates), so it is remembered: models
+    the table does not cover do not pay for a failed lookup on every step."""
+    miss = ("uncovered axes", pool, op, tuple(sorted(axes.items())))
+    if miss in ctx.memo:
+        return None
     try:
         return ctx.cost(pool, op, x, **axes)
     except InputError:
+        ctx.memo[miss] = True
         return None
 
 

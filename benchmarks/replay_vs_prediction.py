@@ -31,7 +31,7 @@ def shape(role: Role) -> str:
     text = f"TP{s.attn_tp}xDP{s.attn_dp}/EP{s.moe_ep}"
     if role.afd is not None:
         a = role.afd
-        text = f"M{a.attention_gpus}+N{a.ffn_gpus} K{a.micro_batches} {a.dispatch} " + text
+        text = f"M{a.attention_gpus}+N{a.ffn_gpus} K{role.micro_batches} {a.dispatch} " + text
     return f"{text} b{role.batch_per_gpu:.0f}"
 
 

@@ -36,9 +36,9 @@ def test_more_ep_never_raises_expert_weight_per_gpu(tp, ep_exp, factor):
     assert expert_weights(CTX, tp, ep * 2**factor) <= expert_weights(CTX, tp, ep)
 
 
-def _afd(m: int, n: int, k: int, dispatch: str) -> tuple[Shape, Afd]:
+def _afd(m: int, n: int, dispatch: str) -> tuple[Shape, Afd]:
     shape = Shape(1, m, 1, n)
-    return shape, Afd(m, n, "h200", k, dispatch, (PairGroup(tuple(range(m)), tuple(range(n))),))
+    return shape, Afd(m, n, "h200", dispatch, (PairGroup(tuple(range(m)), tuple(range(n))),))
 
 
 @FAST
@@ -49,9 +49,9 @@ def _afd(m: int, n: int, k: int, dispatch: str) -> tuple[Shape, Afd]:
     st.sampled_from(["direct", "all_to_all", "allgather_reducescatter"]),
 )
 def test_afd_with_one_micro_batch_is_the_serial_sum(m, n, b, dispatch):
-    shape, afd = _afd(m, n, 1, dispatch)
-    piped = afd_step(CTX, "h200", shape, afd, b)
-    serial = afd_step(SERIAL, "h200", shape, afd, b)
+    shape, afd = _afd(m, n, dispatch)
+    piped = afd_step(CTX, "h200", shape, afd, 1, b)
+    serial = afd_step(SERIAL, "h200", shape, afd, 1, b)
     parts = sum(op.total for op in piped.ops if op.layer != "pipeline")
     assert piped.total == pytest.approx(serial.total, rel=1e-12)
     assert piped.total == pytest.approx(parts, rel=1e-12)
@@ -60,14 +60,14 @@ def test_afd_with_one_micro_batch_is_the_serial_sum(m, n, b, dispatch):
 @FAST
 @given(st.sampled_from([8, 16]), st.sampled_from([4, 8]), st.integers(2, 3), st.integers(2, 128))
 def test_afd_overlap_lies_between_bound_and_serial(m, n, k, b):
-    shape, afd = _afd(m, n, k, "direct")
-    piped = afd_step(CTX, "h200", shape, afd, b).total
-    serial = afd_step(SERIAL, "h200", shape, afd, b).total
+    shape, afd = _afd(m, n, "direct")
+    piped = afd_step(CTX, "h200", shape, afd, k, b).total
+    serial = afd_step(SERIAL, "h200", shape, afd, k, b).total
     assert piped <= serial * (1 + 1e-12)
     side = {
         s: sum(
             op.total
-            for op in afd_step(SERIAL, "h200", shape, afd, b).ops
+            for op in afd_step(SERIAL, "h200", shape, afd, k, b).ops
             if op.side == s and op.layer == "moe"
         )
         for s in ("attention", "ffn")
@@ -80,8 +80,8 @@ def test_afd_overlap_lies_between_bound_and_serial(m, n, k, b):
 def test_tokens_dispatched_equal_tokens_combined(shape, b):
     traffic = decode_step(CTX, "h200", shape, b).traffic
     assert traffic["dispatched"] == pytest.approx(traffic["combined"])
-    shape_a, afd = _afd(16, 8, 2, "direct")
-    traffic = afd_step(CTX, "h200", shape_a, afd, b).traffic
+    shape_a, afd = _afd(16, 8, "direct")
+    traffic = afd_step(CTX, "h200", shape_a, afd, 2, b).traffic
     assert traffic["dispatched"] == pytest.approx(traffic["combined"]) and traffic["dispatched"] > 0
 
 

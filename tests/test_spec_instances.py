@@ -58,7 +58,7 @@ def test_good_plans_parse():
     inst = load_instance("small_h200_16")
     plan = load_plan(CORPUS / "good_afd_plan.json", inst, num_experts=256)
     decode = plan.role("decode")
-    assert decode.gpus_per_replica == 8 and decode.afd.micro_batches == 2
+    assert decode.gpus_per_replica == 8 and decode.micro_batches == 2
     for name in ("nvl72_pd", "nvl72_afd", "nvl72_agg"):
         load_plan(
             PROJECT_ROOT / "instances" / "plans" / f"{name}.json", load_instance("h200_nvl72"), 256

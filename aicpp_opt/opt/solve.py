@@ -152,7 +152,8 @@ def _describe(role) -> str:
     text = f"attention TP{s.attn_tp} x DP{s.attn_dp}, MoE TP{s.moe_tp} x EP{s.moe_ep}"
     if role.afd is not None:
         a = role.afd
-        text = f"M={a.attention_gpus}, N={a.ffn_gpus}, K={a.micro_batches}, {a.dispatch}, " + text
+        k = role.micro_batches
+        text = f"M={a.attention_gpus}, N={a.ffn_gpus}, K={k}, {a.dispatch}, " + text
     return text
 
 

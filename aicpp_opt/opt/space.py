@@ -159,7 +159,7 @@ def afd_candidates(
                             shape = Shape(attn_tp, m // attn_tp, moe_tp, ep)
                             for k in range(1, s.max_micro_batches + 1):
                                 for dispatch in DISPATCH:
-                                    afd = Afd(m, n, f.name, k, dispatch, pairing(m, n, sets))
+                                    afd = Afd(m, n, f.name, dispatch, pairing(m, n, sets))
                                     gpus = {a.name: m}
                                     gpus[f.name] = gpus.get(f.name, 0) + n
                                     for chunk in chunks:
@@ -168,6 +168,7 @@ def afd_candidates(
                                             a.name,
                                             shape,
                                             afd=afd,
+                                            micro_batches=k,
                                             chunk_tokens=chunk,
                                         )
                                         yield Candidate(mode, role, tuple(sorted(gpus.items())))

@@ -98,30 +98,39 @@ def _side_total(items: Items) -> float:
 
 
 def afd_step(
-    ctx: PerfContext, pool: str, shape: Shape, afd: Afd, batch_per_gpu: float
+    ctx: PerfContext, pool: str, shape: Shape, afd: Afd, k: int, batch_per_gpu: float
 ) -> StepBreakdown:
-    """Decode step of an AFD unit at ``batch_per_gpu`` sequences per attention GPU."""
-    mb = batch_per_gpu / afd.micro_batches
+    """Decode step of an AFD unit with ``k`` micro-batches at ``batch_per_gpu`` sequences per
+    attention GPU."""
+    mb = batch_per_gpu / k
     load = Load(decode_seqs=mb * shape.attn_tp, context=ctx.workload.decode_context)
-    return afd_forward(ctx, pool, shape, afd, load)
+    return afd_forward(ctx, pool, shape, afd, k, load)
 
 
 def afd_iteration(
-    ctx: PerfContext, pool: str, shape: Shape, afd: Afd, batch_per_gpu: float, chunk_tokens: int
+    ctx: PerfContext,
+    pool: str,
+    shape: Shape,
+    afd: Afd,
+    k: int,
+    batch_per_gpu: float,
+    chunk_tokens: int,
 ) -> AggIteration:
     """Steady state of an AFD unit that also prefills (mode ``afd``): chunks of new prompts
     ride the decode iterations, split over the K micro-batches, through both sides."""
 
     def run(load: Load) -> StepBreakdown:
-        return afd_forward(ctx, pool, shape, afd, load)
+        return afd_forward(ctx, pool, shape, afd, k, load)
 
-    return steady_state(ctx, shape, batch_per_gpu, chunk_tokens, run, afd.micro_batches)
+    return steady_state(ctx, shape, batch_per_gpu, chunk_tokens, run, k)
 
 
-def afd_forward(ctx: PerfContext, pool: str, shape: Shape, afd: Afd, load: Load) -> StepBreakdown:
+def afd_forward(
+    ctx: PerfContext, pool: str, shape: Shape, afd: Afd, k: int, load: Load
+) -> StepBreakdown:
     """One iteration of an AFD unit whose K micro-batches each carry ``load`` per attention
     rank (decode sequences and, in mode ``afd``, a part of a prefill chunk)."""
-    m, k = ctx.model, afd.micro_batches
+    m = ctx.model
     a_pool, f_pool = ctx.pools[pool], ctx.pools[afd.ffn_pool]
     mb = load.tokens / shape.attn_tp
     a_within = within_domain(a_pool, shape.attention_gpus)

@@ -102,7 +102,7 @@ def decode_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
                 ctx, role.pool, role.shape, seqs_per_gpu=b, context=ctx_len, tokens_per_gpu=b
             )
         }
-    ffn_tokens = b * role.afd.attention_gpus / role.afd.micro_batches / role.shape.moe_gpus
+    ffn_tokens = b * role.afd.attention_gpus / role.micro_batches / role.shape.moe_gpus
     return {
         "attention": memory_per_gpu(
             ctx,
@@ -110,7 +110,7 @@ def decode_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
             role.shape,
             seqs_per_gpu=b,
             context=ctx_len,
-            tokens_per_gpu=b / role.afd.micro_batches,
+            tokens_per_gpu=b / role.micro_batches,
             side="attention",
         ),
         "ffn": memory_per_gpu(
@@ -250,7 +250,7 @@ def agg_role_iteration(ctx: PerfContext, role: Role) -> AggIteration:
     b, chunk = role.batch_per_gpu, role.chunk_tokens
     if role.afd is None:
         return agg_iteration(ctx, role.pool, role.shape, b, chunk)
-    return afd_iteration(ctx, role.pool, role.shape, role.afd, b, chunk)
+    return afd_iteration(ctx, role.pool, role.shape, role.afd, role.micro_batches, b, chunk)
 
 
 def agg_role_memory(ctx: PerfContext, role: Role) -> dict[str, MemoryBreakdown]:
@@ -275,7 +275,7 @@ def decode_role_step(ctx: PerfContext, role: Role) -> StepBreakdown:
     """A decode step of a P/D decode role: plain instance or AFD unit."""
     if role.afd is None:
         return decode_step(ctx, role.pool, role.shape, role.batch_per_gpu)
-    return afd_step(ctx, role.pool, role.shape, role.afd, role.batch_per_gpu)
+    return afd_step(ctx, role.pool, role.shape, role.afd, role.micro_batches, role.batch_per_gpu)
 
 
 def prefill_capacity(role: Role, service: float) -> float:

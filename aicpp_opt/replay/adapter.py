@@ -214,7 +214,12 @@ def _afd(
     routing: str,
 ) -> AfdDecode:
     a, shape, ops = role.afd, role.shape, step.ops
-    k, nd, nm, h = a.micro_batches, model.num_dense_layers, model.num_moe_layers, model.hidden_size
+    k, nd, nm, h = (
+        role.micro_batches,
+        model.num_dense_layers,
+        model.num_moe_layers,
+        model.hidden_size,
+    )
     act, moe_b = dtype_bytes(model.dtypes.activations), dtype_bytes(model.dtypes.moe)
     mb = role.batch_per_gpu / k
     pairing = tuple(

@@ -41,7 +41,7 @@ def describe_shape(role: Role) -> str:
         return (
             f"AFD M={a.attention_gpus} (attn TP{s.attn_tp}xDP{s.attn_dp}) + N={a.ffn_gpus} "
             f"on {a.ffn_pool} (MoE TP{s.moe_tp}xEP{s.moe_ep}, {len(a.pairing)} group(s)), "
-            f"K={a.micro_batches}, {a.dispatch}"
+            f"K={role.micro_batches}, {a.dispatch}"
         )
     return f"attn TP{s.attn_tp}xDP{s.attn_dp}, MoE TP{s.moe_tp}xEP{s.moe_ep}"
 

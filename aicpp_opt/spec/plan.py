@@ -11,19 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.spec.enums import Dispatch, Framework, Mode, RoleKind, values
 from aicpp_opt.spec.instance import Instance, read_json
 from aicpp_opt.spec.workload import integer, num, only_keys, req, text
 
-PLAN_MODES = ("agg", "pd", "afd", "afd+pd")
-ROLES = ("agg", "prefill", "decode")
-DISPATCH = ("all_to_all", "direct", "allgather_reducescatter")
+PLAN_MODES = values(Mode)
+ROLES = values(RoleKind)
+DISPATCH = values(Dispatch)
 MODE_ROLES = {
-    "agg": {"agg"},
-    "pd": {"prefill", "decode"},
-    "afd": {"agg"},
-    "afd+pd": {"prefill", "decode"},
+    Mode.AGG: {RoleKind.AGG},
+    Mode.PD: {RoleKind.PREFILL, RoleKind.DECODE},
+    Mode.AFD: {RoleKind.AGG},
+    Mode.AFD_PD: {RoleKind.PREFILL, RoleKind.DECODE},
 }
-AFD_ROLE = {"afd": "agg", "afd+pd": "decode"}
+AFD_ROLE = {Mode.AFD: RoleKind.AGG, Mode.AFD_PD: RoleKind.DECODE}
+MAX_MICRO_BATCHES = 16
+"""More micro-batches than this split a step into slivers no engine runs."""
+MAX_MTP_DRAFT_TOKENS = 8
+"""Draft tokens per decode step beyond which no engine's speculative decoding is configured."""
 """The role an AFD mode disaggregates: the aggregated worker (it prefills too) or P/D decode."""
 
 
@@ -62,14 +67,13 @@ class PairGroup:
 
 @dataclass(frozen=True)
 class Afd:
-    """Attention-FFN disaggregation of a decode unit: M attention GPUs, N FFN GPUs, K
-    micro-batches, the M x N pairing and the per-layer dispatch strategy."""
+    """Attention-FFN disaggregation of a decode unit: M attention GPUs, N FFN GPUs, the M x N
+    pairing and the per-layer dispatch strategy (its K micro-batches are the role's)."""
 
     attention_gpus: int
     ffn_gpus: int
     ffn_pool: str
-    micro_batches: int
-    dispatch: str
+    dispatch: Dispatch
     pairing: tuple[PairGroup, ...]
 
 
@@ -78,9 +82,12 @@ class Role:
     """One worker role. ``batch_per_gpu``: mean decode sequences per (attention) GPU (a mean
     over the role's GPUs, so it may be fractional); ``batch`` and
     ``chunk_tokens``: prefill requests per forward and token budget per forward (agg: per
-    iteration per attention-DP rank)."""
+    iteration per attention-DP rank). ``micro_batches``: how many micro-batches a forward is
+    split into so one's communication overlaps another's compute (1: no overlap; 2: two-batch
+    overlap; an AFD unit's K). ``mtp``: draft tokens per decode step of multi-token prediction
+    (0: off). ``id`` names the role in the plan."""
 
-    role: str
+    role: RoleKind
     pool: str
     replicas: int
     placement: tuple[Placement, ...]
@@ -89,6 +96,9 @@ class Role:
     batch: int = 1
     chunk_tokens: int = 0
     afd: Afd | None = None
+    micro_batches: int = 1
+    mtp: int = 0
+    id: str = ""
 
     @property
     def gpus_per_replica(self) -> int:
@@ -103,8 +113,12 @@ class Role:
 
 @dataclass(frozen=True)
 class Plan:
-    mode: str
+    """A deployment: its serving mode, its roles and the one framework every role runs (None:
+    the evaluator's default for the model)."""
+
+    mode: Mode
     roles: tuple[Role, ...]
+    framework: Framework | None = None
 
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.role == name), None)
@@ -138,7 +152,7 @@ def _indices(value: Any, field: str) -> tuple[int, ...]:
 def _afd(data: Any, where: str, role_pool: str, instance: Instance, shape: Shape) -> Afd:
     only_keys(
         data if isinstance(data, dict) else {},
-        {"attention_gpus", "ffn_gpus", "ffn_pool", "micro_batches", "dispatch", "pairing"},
+        {"attention_gpus", "ffn_gpus", "ffn_pool", "dispatch", "pairing", "micro_batches"},
         where,
     )
     m = integer(req(data, "attention_gpus", where), f"{where}.attention_gpus")
@@ -190,8 +204,7 @@ def _afd(data: Any, where: str, role_pool: str, instance: Instance, shape: Shape
         attention_gpus=m,
         ffn_gpus=n,
         ffn_pool=ffn_pool,
-        micro_batches=integer(data.get("micro_batches", 1), f"{where}.micro_batches"),
-        dispatch=text(data.get("dispatch", "all_to_all"), f"{where}.dispatch", DISPATCH),
+        dispatch=Dispatch(text(data.get("dispatch", "all_to_all"), f"{where}.dispatch", DISPATCH)),
         pairing=groups,
     )
 
@@ -212,10 +225,38 @@ def _placement(data: Any, where: str, instance: Instance) -> tuple[Placement, ..
     return tuple(out)
 
 
+def _micro_batches(data: dict, where: str, afd: Afd | None) -> int:
+    """The role's micro-batches; plan files written before it was a role field carry an AFD
+    unit's K as ``afd.micro_batches``, still read (giving both with different values is an
+    error)."""
+    legacy = data["afd"].get("micro_batches") if afd is not None else None
+    if legacy is not None and "micro_batches" in data and data["micro_batches"] != legacy:
+        raise InputError(
+            f"{where}.micro_batches", "differs from afd.micro_batches; give it once, on the role"
+        )
+    field = f"{where}.micro_batches" if legacy is None else f"{where}.afd.micro_batches"
+    k = integer(data.get("micro_batches", 1) if legacy is None else legacy, field)
+    if k > MAX_MICRO_BATCHES:
+        raise InputError(field, f"at most {MAX_MICRO_BATCHES}, got {k}")
+    return k
+
+
+def _mtp(data: dict, where: str, kind: RoleKind) -> int:
+    draft = integer(data.get("mtp", 0), f"{where}.mtp", lo=0)
+    if draft and kind == RoleKind.PREFILL:
+        raise InputError(f"{where}.mtp", "multi-token prediction is a decode knob, not prefill's")
+    if draft > MAX_MTP_DRAFT_TOKENS:
+        raise InputError(
+            f"{where}.mtp", f"at most {MAX_MTP_DRAFT_TOKENS} draft tokens, got {draft}"
+        )
+    return draft
+
+
 def _role(data: Any, where: str, instance: Instance, num_experts: int | None) -> Role:
     only_keys(
         data if isinstance(data, dict) else {},
         {
+            "id",
             "role",
             "pool",
             "replicas",
@@ -225,15 +266,17 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
             "batch",
             "chunk_tokens",
             "afd",
+            "micro_batches",
+            "mtp",
         },
         where,
     )
-    kind = text(req(data, "role", where), f"{where}.role", ROLES)
+    kind = RoleKind(text(req(data, "role", where), f"{where}.role", ROLES))
     pool = instance.pool(text(req(data, "pool", where), f"{where}.pool"), f"{where}.pool").name
     shape = _shape(req(data, "shape", where), f"{where}.shape", num_experts)
     afd = None
     if "afd" in data:
-        if kind == "prefill":
+        if kind == RoleKind.PREFILL:
             raise InputError(f"{where}.afd", "a prefill role cannot be attention-FFN disaggregated")
         afd = _afd(data["afd"], f"{where}.afd", pool, instance, shape)
     elif shape.attention_gpus != shape.moe_gpus:
@@ -249,17 +292,20 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
         placement=_placement(req(data, "placement", where), f"{where}.placement", instance),
         shape=shape,
         batch_per_gpu=num(
-            data.get("batch_per_gpu", 0 if kind == "prefill" else 1),
+            data.get("batch_per_gpu", 0 if kind == RoleKind.PREFILL else 1),
             f"{where}.batch_per_gpu",
-            strict=kind != "prefill",
+            strict=kind != RoleKind.PREFILL,
         ),
         batch=integer(data.get("batch", 1), f"{where}.batch"),
         chunk_tokens=integer(
-            data.get("chunk_tokens", 0 if kind == "decode" else 1),
+            data.get("chunk_tokens", 0 if kind == RoleKind.DECODE else 1),
             f"{where}.chunk_tokens",
-            lo=0 if kind == "decode" else 1,
+            lo=0 if kind == RoleKind.DECODE else 1,
         ),
         afd=afd,
+        micro_batches=_micro_batches(data, where, afd),
+        mtp=_mtp(data, where, kind),
+        id=text(data.get("id", kind.value), f"{where}.id"),
     )
     placed = sum(p.gpus for p in role.placement)
     if placed != role.gpus:
@@ -298,8 +344,11 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
     """Validate a decoded plan against the instance (and the expert count when given)."""
     if not isinstance(data, dict):
         raise InputError("plan", "must be a JSON object")
-    only_keys(data, {"mode", "roles", "name", "description"}, "plan")
-    mode = text(req(data, "mode", "plan"), "mode", PLAN_MODES)
+    only_keys(data, {"mode", "roles", "name", "description", "framework"}, "plan")
+    mode = Mode(text(req(data, "mode", "plan"), "mode", PLAN_MODES))
+    framework = data.get("framework")
+    if framework is not None:
+        framework = Framework(text(framework, "framework", values(Framework)))
     raw = req(data, "roles", "plan")
     if not isinstance(raw, list) or not raw:
         raise InputError("roles", "must be a non-empty list of roles")
@@ -317,8 +366,11 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
             "an afd block belongs to mode 'afd' (on its agg role) or 'afd+pd' (on decode), "
             "and those modes need one",
         )
+    ids = [r.id for r in roles]
+    if len(set(ids)) != len(ids):
+        raise InputError("roles", f"role ids must be unique, got {ids}")
     _check_budget(roles, instance)
-    return Plan(mode=mode, roles=roles)
+    return Plan(mode=mode, roles=roles, framework=framework)
 
 
 def load_plan(path: str | Path, instance: Instance, num_experts: int | None = None) -> Plan:
@@ -327,7 +379,8 @@ def load_plan(path: str | Path, instance: Instance, num_experts: int | None = No
 
 def _role_dict(role: Role) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "role": role.role,
+        "id": role.id or role.role.value,
+        "role": role.role.value,
         "pool": role.pool,
         "replicas": role.replicas,
         "placement": [{"pool": p.pool, "domain": p.domain, "gpus": p.gpus} for p in role.placement],
@@ -338,19 +391,20 @@ def _role_dict(role: Role) -> dict[str, Any]:
             "moe_ep": role.shape.moe_ep,
         },
     }
-    if role.role != "prefill":
+    if role.role != RoleKind.PREFILL:
         out["batch_per_gpu"] = round(role.batch_per_gpu, 6)
-    if role.role != "decode":
+        out["mtp"] = role.mtp
+    if role.role != RoleKind.DECODE:
         out["batch"] = role.batch
         out["chunk_tokens"] = role.chunk_tokens
+    out["micro_batches"] = role.micro_batches
     if role.afd is not None:
         a = role.afd
         out["afd"] = {
             "attention_gpus": a.attention_gpus,
             "ffn_gpus": a.ffn_gpus,
             "ffn_pool": a.ffn_pool,
-            "micro_batches": a.micro_batches,
-            "dispatch": a.dispatch,
+            "dispatch": a.dispatch.value,
             "pairing": [{"attention": list(g.attention), "ffn": list(g.ffn)} for g in a.pairing],
         }
     return out
@@ -358,4 +412,8 @@ def _role_dict(role: Role) -> dict[str, Any]:
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The JSON form that ``parse_plan`` reads back."""
-    return {"mode": plan.mode, "roles": [_role_dict(r) for r in plan.roles]}
+    out: dict[str, Any] = {"mode": plan.mode.value}
+    if plan.framework is not None:
+        out["framework"] = plan.framework.value
+    out["roles"] = [_role_dict(r) for r in plan.roles]
+    return out

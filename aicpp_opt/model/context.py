@@ -188,7 +188,7 @@ def build_context(
         raise InputError("surrogate", f"unknown {surrogate!r}; use {' or '.join(SURROGATES)}")
     if pipeline not in PIPELINES:
         raise InputError("pipeline", f"unknown {pipeline!r}; use {' or '.join(PIPELINES)}")
-    model = model or load_model(instance.model)
+    model = model or load_model(instance.model_of(workload))
     if framework is None:
         first = (tables or {}).get(instance.pools[0].name) or CostModel.load(
             instance.pools[0].system

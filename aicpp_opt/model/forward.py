@@ -116,10 +116,12 @@ def group_domains(ctx: Context, pool: str, gpus: int) -> int:
 
 
 def afd_domains(ctx: Context, role: Role) -> int:
-    """1 when an AFD unit's attention and FFN GPUs share one NVLink domain (its placement puts
-    replica 0 in one domain; without a placement, when both sides fit one domain of one pool),
-    else 2: A<->F traffic crosses the scale-out network."""
+    """1 when an AFD unit's attention and FFN GPUs share one NVLink domain (as the unit says;
+    else its placement puts replica 0 in one domain; without a placement, when both sides fit
+    one domain of one pool), else 2: A<->F traffic crosses the scale-out network."""
     a = role.afd
+    if a.colocated is not None:
+        return 1 if a.colocated else 2
     if role.placement:
         first = role.placement[0]
         unit = a.attention_gpus + a.ffn_gpus

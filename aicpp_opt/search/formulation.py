@@ -95,23 +95,22 @@ class Solution:
     stats: SolverStats
 
 
-def _whole_domains(pool: Pool, gpus: int) -> int:
-    """Domains a block takes whole (0 for a block inside one domain)."""
-    d = pool.domain_size
-    return gpus // d if pool.num_domains > 1 and gpus >= d else 0
-
-
-def _packing(m, pool: Pool, counts: dict[int, object]) -> None:
-    """Packing rows of one pool: ``counts`` maps block size to the expression counting them."""
+def packing_rows(pool: Pool, sizes: set[int]) -> list[tuple[dict[int, int], int]]:
+    """The packing constraints of a pool of several D-GPU domains over block sizes: rows
+    (coefficient per block size, right-hand side) meaning sum(coef x count) <= rhs. A block of
+    D or more takes size / D whole domains; for every size s < D in use, the blocks of size
+    >= s (below D) hold at most s x floor(D / s) GPUs in each domain the whole blocks left."""
     d, domains = pool.domain_size, pool.gpus // pool.domain_size
-    whole = sum(_whole_domains(pool, s) * c for s, c in counts.items() if s >= d)
-    small = sorted(s for s in counts if s < d)
+    whole = {s: s // d for s in sizes if s >= d}
+    small = sorted(s for s in sizes if s < d)
+    rows = []
     for s in small:
         per_domain = s * (d // s)
-        load = sum(t * counts[t] for t in small if t >= s)
-        m.packing.add(load + per_domain * whole <= per_domain * domains)
-    if not small and any(s >= d for s in counts):
-        m.packing.add(whole <= domains)
+        coef = {t: t for t in small if t >= s} | {t: per_domain * k for t, k in whole.items()}
+        rows.append((coef, per_domain * domains))
+    if whole and not small:
+        rows.append((dict(whole), domains))
+    return rows
 
 
 def build(
@@ -186,7 +185,8 @@ def build(
                 if b.pool == name:
                     counts[b.gpus] = counts[b.gpus] + m.n[k]
         _check_chain(pool, counts)
-        _packing(m, pool, counts)
+        for coef, rhs in packing_rows(pool, set(counts)):
+            m.packing.add(sum(c * counts[size] for size, c in coef.items()) <= rhs)
     m.tokens = pyo.Expression(expr=sum(traffic.osl[w] * m.lam[w] for w in workloads))
     m.resource = pyo.Expression(expr=sum(resource.get(p, 0.0) * g for p, g in gpus.items()))
     m.q = pyo.Param(mutable=True, initialize=0.0)

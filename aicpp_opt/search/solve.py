@@ -224,7 +224,7 @@ def solve_once(
     finally:
         timing.milp += time.perf_counter() - start
     if not solution.replicas or (prob.objective != "cost" and solution.tokens_per_s <= 0):
-        raise InfeasibleError(explain(prob, []))
+        raise InfeasibleError(explain(prob, opts))
     return solution
 
 

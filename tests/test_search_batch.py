@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from oracle import _largest_rate
 
 from aicpp_opt.evaluate.evaluation import evaluate_context
 from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import solve
 from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.instance import load_instance
-from tests.oracle import _largest_rate
 
 SMALL = load_instance("small_h200_16")
 

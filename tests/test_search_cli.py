@@ -6,6 +6,7 @@ infeasible problem says why (exit 3)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -110,7 +111,7 @@ def test_size_bad_input_is_one_line_exit_2(args, field):
 
 
 def test_an_unreachable_tpot_is_explained_with_the_fastest_shape(tmp_path):
-    doc = json.loads(open(SMALL).read())
+    doc = json.loads(Path(SMALL).read_text())
     doc["workloads"] = [{"preset": "chat", "tpot_ms": 1, "ttft_ms": 2000}]
     path = tmp_path / "tight.json"
     path.write_text(json.dumps(doc))

@@ -8,12 +8,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from oracle import oracle
 
 from aicpp_opt.errors import InfeasibleError
 from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import solve
 from aicpp_opt.spec.instance import parse_instance
-from tests.oracle import oracle
 
 MODELS = ("qwen3-30b-a3b", "gpt-oss-120b", "qwen3-235b-a22b")
 PRESETS = ("chat", "coding", "agentic-coding")

@@ -4,7 +4,7 @@ domains without straddling one, and then the plan builder's placer packs it too.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +27,7 @@ def brute_force_packs(domain: int, domains: int, blocks: tuple[int, ...]) -> boo
         return False
     small = tuple(sorted((b for b in blocks if b < domain), reverse=True))
 
-    @lru_cache(maxsize=None)
+    @cache
     def fit(i: int, free: tuple[int, ...]) -> bool:
         if i == len(small):
             return True

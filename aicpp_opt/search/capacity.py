@@ -26,6 +26,8 @@ beats the best exact rate (``exact`` counts them)."""
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -286,42 +288,87 @@ class Settled:
     exact: int
 
 
+def _settle_group(ctx: Context, members: list[Family], limit: int) -> tuple[Family, Capacity, int]:
+    """The fastest member of one group, its capacity and how many exact capacities it took."""
+    if members[0].kind == RoleKind.PREFILL:
+        services = [prefill_service(ctx, f) for f in members]
+        bounds = [
+            (prefill_capacity(f.role, t) if math.isfinite(t) else 0.0, i, (f, t))
+            for i, (f, t) in enumerate(zip(members, services, strict=True))
+        ]
+
+        def exact_of(item):
+            return prefill_capacity_of(ctx, *item)
+    else:
+        bounds = [
+            (decode_bound(e, limit), i, e) for i, e in enumerate(_Family(ctx, f) for f in members)
+        ]
+
+        def exact_of(item):
+            return decode_capacity(item, limit)
+
+    top, exact = (members[0], NONE), 0
+    for bound, i, item in sorted(bounds, key=lambda t: (-t[0], t[1])):
+        if bound <= top[1].rate or bound <= 0:
+            break
+        cap = exact_of(item)
+        exact += 1
+        if cap.rate > top[1].rate:
+            top = (members[i], cap)
+    return top[0], top[1], exact
+
+
+PARALLEL_FROM = 400
+"""Families from which ``settle`` spreads its groups over worker processes."""
+
+_WORK: tuple = ()
+"""(context, groups, limit) handed to forked workers (inherited, never pickled)."""
+
+
+def _settle_chunk(indices: list[int]) -> list[tuple[int, Capacity, int, int]]:
+    ctx, groups, limit = _WORK
+    out = []
+    for g in indices:
+        fam, cap, exact = _settle_group(ctx, groups[g], limit)
+        out.append((g, cap, groups[g].index(fam), exact))
+    return out
+
+
+def workers() -> int:
+    """Worker processes for settling: ``AICPP_OPT_WORKERS``, else the CPUs this process may
+    use."""
+    env = os.environ.get("AICPP_OPT_WORKERS")
+    if env:
+        return max(1, int(env)) if env.isdigit() else 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def settle(ctx: Context, fams: Iterable[Family], limit: int) -> Settled:
-    """The fastest family per group (see the module doc)."""
-    groups: dict[tuple, list[Family]] = defaultdict(list)
-    count = 0
+    """The fastest family per group (see the module doc). Large catalogs are settled by
+    forked worker processes, groups spread over them largest first."""
+    global _WORK
+    by_key: dict[tuple, list[Family]] = defaultdict(list)
     for f in fams:
-        groups[group_key(f)].append(f)
-        count += 1
+        by_key[group_key(f)].append(f)
+    groups = list(by_key.values())
+    count = sum(len(g) for g in groups)
+    n = workers()
+    if n > 1 and count >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
+        order = sorted(range(len(groups)), key=lambda g: -len(groups[g]))
+        chunks = [order[i :: 4 * n] for i in range(4 * n)]
+        _WORK = (ctx, groups, limit)
+        try:
+            with mp.get_context("fork").Pool(n) as pool:
+                results = [r for part in pool.imap_unordered(_settle_chunk, chunks) for r in part]
+        finally:
+            _WORK = ()
+    else:
+        results = []
+        for g, members in enumerate(groups):
+            fam, cap, exact = _settle_group(ctx, members, limit)
+            results.append((g, cap, members.index(fam), exact))
     best: dict[str, tuple[Family, Capacity]] = {}
-    exact = 0
-    for members in groups.values():
-        if members[0].kind == RoleKind.PREFILL:
-            services = [prefill_service(ctx, f) for f in members]
-            bounds = [
-                (prefill_capacity(f.role, t) if math.isfinite(t) else 0.0, i, (f, t))
-                for i, (f, t) in enumerate(zip(members, services, strict=True))
-            ]
-
-            def exact_of(item):
-                return prefill_capacity_of(ctx, *item)
-        else:
-            bounds = [
-                (decode_bound(e, limit), i, e)
-                for i, e in enumerate(_Family(ctx, f) for f in members)
-            ]
-
-            def exact_of(item):
-                return decode_capacity(item, limit)
-
-        top = (members[0], NONE)
-        for bound, i, item in sorted(bounds, key=lambda t: (-t[0], t[1])):
-            if bound <= top[1].rate or bound <= 0:
-                break
-            cap = exact_of(item)
-            exact += 1
-            if cap.rate > top[1].rate:
-                top = (members[i], cap)
-        if top[1].rate > 0:
-            best[top[0].key] = top
-    return Settled(best, count, exact)
+    for g, cap, i, _ in sorted(results, key=lambda r: r[0]):
+        if cap.rate > 0:
+            best[groups[g][i].key] = (groups[g][i], cap)
+    return Settled(best, count, sum(r[3] for r in results))

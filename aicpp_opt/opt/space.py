@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from aicpp_opt.spec.enums import Dispatch, RoleKind
 from aicpp_opt.spec.instance import Instance, Pool
 from aicpp_opt.spec.model import ModelSpec
 from aicpp_opt.spec.plan import DISPATCH, Afd, PairGroup, Role, Shape
@@ -93,7 +94,7 @@ def plain_shapes(model: ModelSpec, instance: Instance, pool: Pool) -> Iterator[S
 
 
 def _role(kind: str, pool: str, shape: Shape, **kw) -> Role:
-    return Role(role=kind, pool=pool, replicas=1, placement=(), shape=shape, **kw)
+    return Role(role=RoleKind(kind), pool=pool, replicas=1, placement=(), shape=shape, **kw)
 
 
 def agg_candidates(model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
@@ -159,7 +160,7 @@ def afd_candidates(
                             shape = Shape(attn_tp, m // attn_tp, moe_tp, ep)
                             for k in range(1, s.max_micro_batches + 1):
                                 for dispatch in DISPATCH:
-                                    afd = Afd(m, n, f.name, dispatch, pairing(m, n, sets))
+                                    afd = Afd(m, n, f.name, Dispatch(dispatch), pairing(m, n, sets))
                                     gpus = {a.name: m}
                                     gpus[f.name] = gpus.get(f.name, 0) + n
                                     for chunk in chunks:

@@ -8,6 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.cli import main
 from aicpp_opt.opt import milp
 from aicpp_opt.perf.evaluate import evaluate_plan
@@ -28,7 +29,8 @@ def test_solve_writes_a_plan_the_evaluator_accepts(tmp_path):
     result = run("solve", SMALL, "--no-replay", "--json", str(out))
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert set(data) >= {"plan", "predicted", "evaluated", "solver", "replay"}
+    assert set(data) >= {"instance", "plan", "predicted", "evaluated", "solver", "replay"}
+    assert data["instance"] == str(PROJECT_ROOT / SMALL)  # export reads the plan's instance here
     for side in ("predicted", "evaluated"):
         assert set(data[side]) == set(HEADLINE_KEYS)
     assert set(data["solver"]) >= {"status", "gap", "seconds", "n_vars", "n_constraints"}

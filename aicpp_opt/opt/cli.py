@@ -22,7 +22,7 @@ from aicpp_opt.report.summary import (
     plan_table,
     print_tables,
 )
-from aicpp_opt.spec.instance import load_instance
+from aicpp_opt.spec.instance import instance_path, load_instance
 from aicpp_opt.spec.plan import plan_to_dict
 
 MODE_CHOICES = ("auto", *MODES)
@@ -178,7 +178,8 @@ def solve_command(
     )
     print_outcome(console, out)
     if json_out is not None:
-        json_out.write_text(json.dumps(outcome_dict(out), indent=2, default=plain) + "\n")
+        record = {"instance": str(instance_path(instance).resolve()), **outcome_dict(out)}
+        json_out.write_text(json.dumps(record, indent=2, default=plain) + "\n")
         console.print(f"wrote {json_out}")
 
 

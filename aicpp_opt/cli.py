@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "frontier": "aicpp_opt.opt.cli:frontier",
     "compare": "aicpp_opt.opt.cli:compare",
     "evaluate": "aicpp_opt.perf.cli:evaluate",
+    "export": "aicpp_opt.report.export.cli:export_command",
     "replay": "aicpp_opt.replay.cli:replay",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",

@@ -99,11 +99,9 @@ class RoleView:
 
     @property
     def prefill_tokens_per_rank(self) -> int:
-        """Uncached prompt tokens one attention-DP rank prefills per forward: ``batch`` requests
-        of at most ``chunk_tokens`` each (prefill), or the ``chunk_tokens`` budget (agg)."""
-        if self.role.role == RoleKind.PREFILL:
-            return self.role.batch * self.role.chunk_tokens
-        return self.role.chunk_tokens
+        """Uncached prompt tokens one attention-DP rank of a prefill role prefills per forward:
+        ``batch`` requests of at most ``chunk_tokens`` each."""
+        return self.role.batch * self.role.chunk_tokens
 
     def host_var(self, group: int) -> str:
         """The variable the operator sets to the address of the first host of host group
@@ -216,8 +214,7 @@ def host_commands(
     environment, then the host's (the slot's GPUs, then ``node_env``)."""
     lay, out = view.layout, []
     extra = node_env or (lambda *_: [])
-    for replica in range(view.role.replicas):
-        group, slot = divmod(replica, lay.slots)
+    for replica, (group, slot) in enumerate(endpoints(view)):
         for node in range(lay.nodes):
             where = f"replica {replica}, host {node + 1} of {lay.nodes}"
             if lay.slots > 1:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.spec.enums import Framework, values
-from aicpp_opt.spec.instance import MODES, Instance, load_instance
+from aicpp_opt.spec.instance import MODES, Instance, instance_path, load_instance
 
 MODE_CHOICES = ("auto", *MODES)
 FRAMEWORK_CHOICES = (*values(Framework), "all")
@@ -206,7 +206,8 @@ def solve_command(
     )
     print_outcome(console, prob, out, time.perf_counter() - start)
     if json_out is not None:
-        json_out.write_text(json.dumps(outcome_dict(prob, out), indent=2, default=_plain) + "\n")
+        record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
+        json_out.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
         console.print(f"wrote {json_out}")
 
 
@@ -248,7 +249,8 @@ def size_command(
     )
     print_outcome(console, prob, out, time.perf_counter() - start)
     if json_out is not None:
-        json_out.write_text(json.dumps(outcome_dict(prob, out), indent=2, default=_plain) + "\n")
+        record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
+        json_out.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
         console.print(f"wrote {json_out}")
 
 

@@ -133,7 +133,6 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
 def outcome_dict(prob: Problem, out: Outcome) -> dict:
     st = out.solution.stats
     return {
-        "instance": str(prob.instance.name),
         "objective": prob.objective,
         "framework": prob.framework,
         "traffic": {"shares": prob.traffic.shares, "demand": prob.traffic.demand},

@@ -136,6 +136,29 @@ def _common_options(f):
     return f
 
 
+def _with_progress(console: Console, make):
+    """``make`` with a progress bar for the capacity phase (a long phase on a cold cache)."""
+    from rich.progress import Progress
+
+    bar = Progress(console=console, transient=True)
+    tasks: dict[str, object] = {}
+
+    def show(workload: str, done: int, total: int) -> None:
+        if workload not in tasks:
+            bar.start()
+            tasks[workload] = bar.add_task(f"capacities {workload}", total=total)
+        bar.update(tasks[workload], completed=done)
+        if done >= total:
+            bar.stop()
+
+    def build(fw, route):
+        prob = make(fw, route)
+        prob.progress = show
+        return prob
+
+    return build
+
+
 def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim, better):
     from aicpp_opt.model.routing import parse_routing
     from aicpp_opt.replay.check import replay_checker
@@ -148,6 +171,7 @@ def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim,
         check = replay_checker(inst, route, astra_sim) if replay else None
         return {"time_limit": time_limit, "replay": check}
 
+    make = _with_progress(console, make)
     return _solve_frameworks(
         console, lambda fw: make(fw, route), _frameworks(framework), kw, better
     )

@@ -365,7 +365,17 @@ def workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def settle(ctx: Context, fams: Iterable[Family], limit: int, known: Known | None = None) -> Settled:
+Progress = Callable[[int, int], None]
+"""Called with (groups settled, groups) as settling proceeds."""
+
+
+def settle(
+    ctx: Context,
+    fams: Iterable[Family],
+    limit: int,
+    known: Known | None = None,
+    progress: Progress | None = None,
+) -> Settled:
     """The fastest family per group (see the module doc), reusing ``known`` capacities. Large
     catalogs are settled by forked worker processes, groups spread over them largest first."""
     global _WORK
@@ -382,15 +392,20 @@ def settle(ctx: Context, fams: Iterable[Family], limit: int, known: Known | None
         chunks = [order[i :: 4 * n] for i in range(4 * n)]
         _WORK = (ctx, groups, limit, known)
         try:
+            results = []
             with mp.get_context("fork").Pool(n) as pool:
-                results = [r for part in pool.imap_unordered(_settle_chunk, chunks) for r in part]
+                for part in pool.imap_unordered(_settle_chunk, chunks):
+                    results += part
+                    if progress:
+                        progress(len(results), len(groups))
         finally:
             _WORK = ()
     else:
-        results = [
-            (g, *_reorder(_settle_group(ctx, members, limit, known)))
-            for g, members in enumerate(groups)
-        ]
+        results = []
+        for g, members in enumerate(groups):
+            results.append((g, *_reorder(_settle_group(ctx, members, limit, known))))
+            if progress:
+                progress(len(results), len(groups))
     best: dict[str, tuple[Family, Capacity]] = {}
     learnt: Known = dict(known)
     for g, cap, i, _, new in sorted(results, key=lambda r: r[0]):

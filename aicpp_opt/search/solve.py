@@ -88,7 +88,13 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     name = cache.key(ctx, {"max_batch_per_gpu": inst.search.max_batch_per_gpu})
     known = cache.load(name) or {}
     before = len(known)
-    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known)
+    report = None
+    if prob.progress is not None:
+
+        def report(done: int, total: int) -> None:
+            prob.progress(wl_name, done, total)
+
+    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report)
     if len(settled.known) > before or any(
         settled.known[k][1] != known.get(k, [None, None])[1] for k in settled.known
     ):

@@ -82,7 +82,7 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     fams = [
         f
         for f in families(ctx.model, inst, ctx.workload, prob.modes, prob.afd_placement)
-        if f.key not in banned
+        if f.key not in banned and (prob.keep is None or prob.keep(f))
     ]
     timing.families += len(fams)
     extra = {"max_batch_per_gpu": inst.search.max_batch_per_gpu}

@@ -6,7 +6,7 @@ grids), shared by every solve and check of it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aicpp_opt.errors import InputError
 from aicpp_opt.model.context import Context, build_context
@@ -111,6 +111,10 @@ def make_problem(
                 tuple(instance.workload(n) for n in mix) if mix else (instance.workloads[0],)
             )
     names = [w.name for w in workloads]
+    known = {w.name for w in instance.workloads}
+    extra = tuple(w for w in workloads if w.name not in known)
+    if extra:  # workloads made up by a caller (a tier, a sweep point) join the instance
+        instance = replace(instance, workloads=instance.workloads + extra)
     if not demand:
         mix = dict(shares or instance.mix)
         shares = {n: mix.get(n, 0.0) for n in names} if len(names) > 1 else {names[0]: 1.0}

@@ -9,6 +9,7 @@ from aicpp_opt.errors import InputError
 from aicpp_opt.opt.milp import MilpResult
 from aicpp_opt.opt.options import Corrections, DecodeChoice, PrefillChoice, batch_for_rate
 from aicpp_opt.perf.context import PerfContext
+from aicpp_opt.spec.enums import Mode
 from aicpp_opt.spec.instance import Instance, Pool
 from aicpp_opt.spec.plan import Placement, Plan, Role, parse_plan, plan_to_dict
 
@@ -100,7 +101,7 @@ def build_plan(
     placed = place(instance, roles)
     if placed is None:
         return None
-    plan = Plan(mode=cand.mode, roles=tuple(placed))
+    plan = Plan(mode=Mode(cand.mode), roles=tuple(placed))
     try:
         return parse_plan(plan_to_dict(plan), instance, ctx.model.moe.num_experts)
     except InputError as err:  # the optimiser built a plan the validator rejects: a bug

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from aicpp_opt.spec.enums import Dispatch, RoleKind
 from aicpp_opt.spec.instance import Instance, Pool
 from aicpp_opt.spec.model import ModelSpec
-from aicpp_opt.spec.plan import DISPATCH, Afd, PairGroup, Role, Shape
+from aicpp_opt.spec.plan import Afd, PairGroup, Role, Shape
 
 ATTENTION_GPU_CHOICES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 """M values an AFD unit may use (the attention side need not be a power of two)."""
@@ -93,7 +94,7 @@ def plain_shapes(model: ModelSpec, instance: Instance, pool: Pool) -> Iterator[S
 
 
 def _role(kind: str, pool: str, shape: Shape, **kw) -> Role:
-    return Role(role=kind, pool=pool, replicas=1, placement=(), shape=shape, **kw)
+    return Role(role=RoleKind(kind), pool=pool, replicas=1, placement=(), shape=shape, **kw)
 
 
 def agg_candidates(model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
@@ -158,7 +159,7 @@ def afd_candidates(
                         for attn_tp in _attn_tps(model, instance, m // sets):
                             shape = Shape(attn_tp, m // attn_tp, moe_tp, ep)
                             for k in range(1, s.max_micro_batches + 1):
-                                for dispatch in DISPATCH:
+                                for dispatch in Dispatch:
                                     afd = Afd(m, n, f.name, dispatch, pairing(m, n, sets))
                                     gpus = {a.name: m}
                                     gpus[f.name] = gpus.get(f.name, 0) + n

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "aicpp_opt.replay.cli:replay",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
+    "sweep": "aicpp_opt.studies.cli:sweep",
 }
 
 

@@ -239,6 +239,10 @@ def _scan_agg(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int)
 PARALLEL_MIN = 200
 """Candidate counts above which a scan is split over the machine's cores."""
 
+SCAN_PROCESSES_ENV = "AICPP_OPT_SCAN_PROCESSES"
+"""Caps the processes of one scan (default 8). Sweep workers set it to 1: they already fill the
+cores, and a Ray worker (which runs threads) must not fork."""
+
 _SCAN: tuple = ()
 """(scan, ctx, candidates, corrections, grid) of the running parallel scan: forked workers
 inherit it instead of receiving a pickled copy of the cost tables."""
@@ -253,7 +257,7 @@ def _scan_all(scan, ctx: PerfContext, cands: list[Candidate], corr, grid) -> Bes
     """``scan`` over all candidates, split over the cores (forked workers share the loaded
     tables) when there are many; the merge is the serial scan's."""
     global _SCAN
-    workers = min(os.cpu_count() or 1, 8)
+    workers = min(os.cpu_count() or 1, int(os.environ.get(SCAN_PROCESSES_ENV, "8")))
     if workers < 2 or len(cands) < PARALLEL_MIN:
         return scan(ctx, cands, corr, grid, 0)
     size = -(-len(cands) // workers)

@@ -214,9 +214,14 @@ def read_json(path: str | Path, field: str) -> Any:
         raise InputError(field, f"{p} is not valid JSON (line {err.lineno}: {err.msg})") from None
 
 
-def load_instance(path_or_name: str | Path) -> Instance:
-    """Load ``instances/<name>.json`` or a path."""
+def instance_path(path_or_name: str | Path) -> Path:
+    """``instances/<name>.json`` for a bare name that is not a file, else the path itself."""
     p = Path(path_or_name)
     if not p.suffix and not p.exists():
         p = PROJECT_ROOT / "instances" / f"{path_or_name}.json"
-    return parse_instance(read_json(p, "instance"))
+    return p
+
+
+def load_instance(path_or_name: str | Path) -> Instance:
+    """Load ``instances/<name>.json`` or a path."""
+    return parse_instance(read_json(instance_path(path_or_name), "instance"))

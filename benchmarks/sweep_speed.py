@@ -4,15 +4,20 @@ Runs ``aicpp-opt sweep`` on SPEC (default ``instances/sweeps/small_h200_16.yaml`
 small_h200_16 x 3 workloads x 2 SLO tiers x 4 budgets, replay off) end to end in a fresh process,
 into an empty folder (nothing to resume), with ``--executor local --workers 1``,
 ``local --workers 2`` and ``ray --workers 2`` (a local Ray instance the command starts), N times
-in rotation. Prints the median wall time of each, the speed-up of 2 workers over 1, the sum of
-the scenarios' own ``solve_seconds`` (the wall time minus it is the fixed cost: process start,
-imports, pool or Ray start), and whether every table is identical except ``solve_seconds``.
-The machine may be shared: read the ratios, and rerun when others are busy.
+in rotation. Prints:
+
+- the median wall time of each and the speed-up of 2 workers over 1;
+- the sum of the scenarios' own ``solve_seconds`` (with 1 worker, the wall time minus it is the
+  fixed cost: process start, imports, pool or Ray start);
+- the 1-minute load average before each run (other users' work: 2 workers cannot beat 1
+  without a free core);
+- whether every table is identical except ``solve_seconds``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -56,21 +61,27 @@ def main() -> None:
 
     times: dict[str, list[float]] = {name: [] for name in CONFIGS}
     work: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    load: dict[str, list[float]] = {name: [] for name in CONFIGS}
     tables: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(a.runs):
             for i, (name, options) in enumerate(CONFIGS.items()):
+                load[name].append(os.getloadavg()[0])
                 seconds, table = timed_sweep(a.spec, options, Path(tmp, f"{run}-{i}.parquet"))
                 times[name].append(seconds)
                 work[name].append(float(table["solve_seconds"].sum()))
                 tables.append(table.drop(columns=list(TIMING_COLUMNS)))
     n = len(tables[0])
-    print(f"aicpp-opt sweep {a.spec.name}: {n} scenarios, medians of {a.runs} run(s)")
+    print(
+        f"aicpp-opt sweep {a.spec.name}: {n} scenarios, medians of {a.runs} run(s), "
+        f"{os.cpu_count()} CPUs"
+    )
     for name in CONFIGS:
         print(
             f"  {name:<17} {statistics.median(times[name]):6.1f} s wall "
             f"(runs {', '.join(f'{t:.1f}' for t in times[name])}); "
-            f"scenarios' own solve_seconds {statistics.median(work[name]):.1f} s"
+            f"scenarios' own solve_seconds {statistics.median(work[name]):.1f} s; "
+            f"load average before {statistics.median(load[name]):.1f}"
         )
     one = statistics.median(times["local, 1 worker"])
     for name in ("local, 2 workers", "ray, 2 workers"):

@@ -88,6 +88,13 @@ def test_executor_options_are_checked(monkeypatch):
         Executor("ray")
 
 
+def test_ray_address_that_nothing_answers_on_fails_at_once():
+    with pytest.raises(InputError, match=r"^--address: nothing answers at 127\.0\.0\.1:1 "):
+        map_tasks(math.sqrt, [1.0], Executor("ray", address="127.0.0.1:1"))
+    with pytest.raises(InputError, match="^--address: 'head-node': use auto, host:port"):
+        map_tasks(math.sqrt, [1.0], Executor("ray", address="head-node"))
+
+
 # ------------------------------------------------------------------ cross product and ids
 
 

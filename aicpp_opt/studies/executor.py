@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -162,6 +163,7 @@ def _run_ray(
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=executor.size, include_dashboard=False, **quiet)
     else:
+        _check_reachable(executor.address)
         try:
             ray.init(address=executor.address, **quiet)
         except (ConnectionError, ValueError, RuntimeError) as err:
@@ -177,6 +179,24 @@ def _run_ray(
                 done(refs[ref], _ray_result(ray, ref))
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` that nothing answers on is a one-line error at once, not minutes of Ray
+    retrying (``auto`` fails fast by itself)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError("--address", f"{address!r}: use auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise InputError(
+            "--address",
+            f"nothing answers at {host}:{port} ({err.strerror or err}); start the cluster with "
+            "`ray start --head` or fix the address",
+        ) from None
 
 
 def _ray_result(ray, ref) -> TaskResult:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.opt.problem import make_problem
+from aicpp_opt.opt.replay_check import replay_checker
 from aicpp_opt.opt.solve import Outcome, solve
 from aicpp_opt.spec.instance import parse_instance
 from aicpp_opt.spec.plan import plan_to_dict
@@ -133,11 +134,7 @@ def solve_scenario(scenario: Scenario) -> dict[str, Any]:
         inst = replace(parse_instance(json.loads(s.instance_json)), model=s.model)
         modes = None if s.mode == "auto" else (s.mode,)
         prob = make_problem(inst, s.workload, modes, s.budget, s.objective)
-        replayer = None
-        if s.replay:
-            from aicpp_opt.opt.replay_check import replay_checker
-
-            replayer = replay_checker(prob)
+        replayer = replay_checker(prob) if s.replay else None
         out = solve(prob, time_limit=s.time_limit, replay=replayer)
     except InfeasibleError as err:
         return failed_row(s, "infeasible", str(err), time.perf_counter() - start)

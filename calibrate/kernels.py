@@ -1,5 +1,7 @@
-"""`calibrate kernels` from aiconfigurator-core: for one system, pick per op the framework and
-version whose data covers it, fit every series and write `cost_tables/<system>/`."""
+"""`calibrate kernels` from aiconfigurator-core: for one system, write per op the table of every
+framework with rows (its newest version that has them), fit every series, and record in
+`cost_tables/<system>/selection.json` which frameworks have each op and which is preferred when a
+deployment's own framework has none."""
 
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ def system_spec(pkg: Package, system: str) -> dict:
         "nvlink_bw": float(node["intra_node_bw"]),
         "scaleout_bw": float(node["inter_node_bw"]),
         "runtime_reserve_bytes": int(misc["other_mem"]),
+        "mem_bw_scaling": float(gpu["mem_bw_empirical_scaling_factor"]),
+        "mem_latency_s": float(gpu["mem_empirical_constant_latency"]),
+        "mem_source": f"aiconfigurator-core {pkg.version} systems/{system}.yaml "
+        "gpu.mem_bw_empirical_scaling_factor and gpu.mem_empirical_constant_latency "
+        "(its memory-bound op model, an empirical correction, not a measurement)",
         "nccl_mem_bytes": {str(k): int(v) for k, v in sorted(misc["nccl_mem"].items())},
         "units": "bytes, bytes/s (1e9 = GB/s) per GPU per direction",
         "source": f"aiconfigurator-core {pkg.version} systems/{system}.yaml",
@@ -69,46 +76,52 @@ def _filled(found: list[tuple[list[Path], pd.DataFrame]], axis: str | None):
     return files, pd.concat(parts, ignore_index=True)
 
 
-def _choose(pkg: Package, system: str, src: OpSource, needs: Needs, frameworks) -> Choice | None:
-    """First framework (in preference order) whose newest version with rows yields rows; older
-    versions fill in values of `src.fill_axis` the newest lacks."""
-    for framework, reason in frameworks:
-        found = []
-        for files in _version_sets(pkg, system, src, framework):
-            frame = src.extract([read_table(f) for f in files], needs)
-            if len(frame):
-                found.append((files, frame))
-                if src.fill_axis is None:
-                    break
-        if found:
-            files, frame = _filled(found, src.fill_axis)
-            return Choice(framework, reason, files, frame)
-    return None
+def _choose(pkg: Package, system: str, src: OpSource, needs: Needs, framework: str, reason: str):
+    """The framework's newest version with rows; older versions fill in values of
+    `src.fill_axis` the newest lacks. None when the framework has no rows for the op."""
+    found = []
+    for files in _version_sets(pkg, system, src, framework):
+        frame = src.extract([read_table(f) for f in files], needs)
+        if len(frame):
+            found.append((files, frame))
+            if src.fill_axis is None:
+                break
+    if not found:
+        return None
+    files, frame = _filled(found, src.fill_axis)
+    return Choice(framework, reason, files, frame)
 
 
 def measured(pkg: Package, system: str, src: OpSource, needs: Needs, backend: str | None):
-    """The op's measurements in contract units, or None when no framework has rows."""
-    frameworks = [f for f in src.frameworks if backend in (None, f[0])]
-    choice = _choose(pkg, system, src, needs, frameworks)
-    if choice is None:
-        return None
-    provenance = {
-        "package": "aiconfigurator-core",
-        "version": pkg.version,
-        "file": ", ".join(pkg.relative(f) for f in choice.files),
-        "filter": src.filter,
-    }
-    return Measured(
-        op=src.op,
-        backend=choice.framework,
-        load_axis=src.load_axis,
-        axes=list(src.axes),
-        frame=choice.frame,
-        covers=src.covers,
-        provenance=provenance,
-        selection=choice.reason,
-        defaults=dict(src.defaults),
-    )
+    """The op's measurements from every framework with rows (only `backend`'s when given), in
+    contract units, in the op's order of preference."""
+    out = []
+    for framework, reason in src.frameworks:
+        if backend not in (None, framework):
+            continue
+        choice = _choose(pkg, system, src, needs, framework, reason)
+        if choice is None:
+            continue
+        provenance = {
+            "package": "aiconfigurator-core",
+            "version": pkg.version,
+            "file": ", ".join(pkg.relative(f) for f in choice.files),
+            "filter": src.filter,
+        }
+        out.append(
+            Measured(
+                op=src.op,
+                backend=choice.framework,
+                load_axis=src.load_axis,
+                axes=list(src.axes),
+                frame=choice.frame,
+                covers=src.covers,
+                provenance=provenance,
+                selection=choice.reason,
+                defaults=dict(src.defaults),
+            )
+        )
+    return out
 
 
 def calibrate_system(
@@ -129,17 +142,20 @@ def calibrate_system(
     write_if_changed(written[0], dumps_plain(spec))
     selection: dict[str, dict] = {}
     for src in SOURCES:
-        m = measured(pkg, system, src, needs, backend)
-        if m is None:
+        found = measured(pkg, system, src, needs, backend)
+        if not found:
             selection[src.op] = {"backend": None, "reason": "no framework has rows for it"}
             continue
-        path = base / m.backend / f"{m.op}.json"
-        write_if_changed(path, dumps_table(build_table(m, system)))
-        written.append(path)
+        for m in found:
+            path = base / m.backend / f"{m.op}.json"
+            write_if_changed(path, dumps_table(build_table(m, system)))
+            written.append(path)
+        first = found[0]
         selection[src.op] = {
-            "backend": m.backend,
-            "reason": m.selection,
-            "file": m.provenance["file"],
+            "backend": first.backend,
+            "reason": first.selection,
+            "file": first.provenance["file"],
+            "available": [m.backend for m in found],
         }
     if backend is None:
         written.append(base / "selection.json")

@@ -347,7 +347,7 @@ SOURCES: tuple[OpSource, ...] = (
         "DeepSeek-V3/R1 (Kimi-K2 shares the dims)",
         "dense MLA decode attention (FlashMLA)",
         "dense causal MLA prefill attention",
-        _ATTN_PREF[:2],
+        _ATTN_PREF,
     ),
     OpSource(
         "attention_generation",

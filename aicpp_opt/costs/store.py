@@ -24,7 +24,9 @@ class SystemSpec:
     """Capacities of one GPU and its links (bytes, bytes/s per GPU per direction), and the memory
     a serving runtime keeps for itself: ``runtime_reserve_bytes`` (framework, CUDA context,
     graphs) and ``nccl_mem_bytes`` (NCCL buffers by communicator size); ``reserve_source`` says
-    where those came from (None when the system gives none)."""
+    where those came from (None when the system gives none). Memory-bound kernels (norms,
+    residual adds, embedding) are priced at ``mem_bw_scaling`` x ``hbm_bw`` plus ``mem_latency``
+    seconds per kernel (``mem_source``; zero when the system gives none)."""
 
     name: str
     memory_bytes: int
@@ -35,6 +37,9 @@ class SystemSpec:
     runtime_reserve_bytes: int | None = None
     nccl_mem_bytes: dict[int, int] = field(default_factory=dict)
     reserve_source: str | None = None
+    mem_bw_scaling: float = 0.0
+    mem_latency: float = 0.0
+    mem_source: str = ""
 
     def nccl_bytes(self, group: int) -> int:
         """NCCL buffer bytes for a communicator of ``group`` GPUs: the entry of the smallest
@@ -176,6 +181,9 @@ def read_system(root: Path, system: str) -> tuple[SystemSpec, dict]:
         raw.get("runtime_reserve_bytes"),
         {int(k): int(v) for k, v in raw.get("nccl_mem_bytes", {}).items()},
         raw.get("reserve_source"),
+        float(raw.get("mem_bw_scaling", 0.0)),
+        float(raw.get("mem_latency_s", 0.0)),
+        str(raw.get("mem_source", "")),
     )
     sel_path = base / "selection.json"
     selection = json.loads(sel_path.read_text()) if sel_path.is_file() else {}

@@ -156,6 +156,8 @@ def _run_ray(
 ) -> None:
     """Ray tasks of one CPU each, collected as they finish; Ray is always shut down after.
     A local instance is started quiet: no dashboard, no worker logs, no usage reporting."""
+    if executor.address is not None:
+        _check_reachable(executor.address)
     import ray
 
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
@@ -163,7 +165,6 @@ def _run_ray(
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=executor.size, include_dashboard=False, **quiet)
     else:
-        _check_reachable(executor.address)
         try:
             ray.init(address=executor.address, **quiet)
         except (ConnectionError, ValueError, RuntimeError) as err:

@@ -139,8 +139,12 @@ def _run_local(
         context.set_forkserver_preload([fn.__module__])
     with ProcessPoolExecutor(max_workers=executor.size, mp_context=context) as pool:
         futures = {pool.submit(guarded, fn, task, env): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            done(futures[future], _local_result(future))
+        try:
+            for future in as_completed(futures):
+                done(futures[future], _local_result(future))
+        except BaseException:  # Ctrl-C: drop the queued tasks, wait only for the running ones
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _local_result(future: Future) -> TaskResult:

@@ -76,6 +76,10 @@ def run_sweep(
     if unreadable:
         say(f"{log_path}: {unreadable} unreadable line(s) ignored")
     finished = {i: row for i, row in logged.items() if row["status"] != RETRIED}
+    wanted = {s.id for s in scenarios}
+    stale = sum(1 for i in logged if i not in wanted)
+    if stale:
+        say(f"{log_path}: {stale} row(s) of scenarios not in this spec: left out of the table")
     todo = [s for s in scenarios if s.id not in finished]
     skipped = len(scenarios) - len(todo)
     if skipped:

@@ -284,5 +284,6 @@ def test_resume_retries_crashed_and_skips_cut_lines(runs, tmp_path):
 def test_cli_writes_table_figure_and_summary(runs):
     out = runs["dir"]
     assert (out / "two.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "ray.csv").exists() and (out / "ray.png").exists()
+    assert pd.read_csv(out / "ray.csv")["id"].tolist() == runs["first"].table["id"].tolist()
+    assert (out / "ray.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "8 scenarios" in runs["cli"] and "8 solved in this run" in runs["cli"]

@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "solve": "aicpp_opt.opt.cli:solve_command",
     "frontier": "aicpp_opt.opt.cli:frontier",
     "compare": "aicpp_opt.opt.cli:compare",
-    "evaluate": "aicpp_opt.perf.cli:evaluate",
+    "evaluate": "aicpp_opt.evaluate.cli:evaluate",
     "replay": "aicpp_opt.replay.cli:replay",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",

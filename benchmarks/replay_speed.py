@@ -13,8 +13,9 @@ import sys
 import time
 
 from aicpp_opt.replay.expand import AfdDecode, ReplayInput
+
+from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.run import replay
-from aicpp_opt.replay.topology import Dim, Topology
 
 # The workload's shape only (durations and sizes do not change the event count much).
 T_A, T_F, T_DENSE = 150e-6, 200e-6, 200e-6

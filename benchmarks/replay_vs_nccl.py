@@ -16,9 +16,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from aicpp_opt.replay.comm_sweep import LinkModel, collective_time, fit_link_model
-from aicpp_opt.replay.topology import Dim, Topology
+
+from aicpp_opt.netsim.topology import Dim, Topology
 from calibrate import nccl_reference
 
 SYSTEM = "h200_sxm"

@@ -1,25 +1,21 @@
-"""The adapter on real plans: GPUs from the placement, layers and micro-batches, compute
-taken from the evaluation (without the analytic overlap credit), bytes conserved against
-the evaluator's independent traffic count, and a heterogeneous two-pool instance."""
+"""The replay on real plans: GPUs from the placement, compute from the op model (not the
+evaluation), bytes counted from the model's dimensions and the routing, the KV transfer, a
+heterogeneous two-pool instance, and the fabric's routes."""
 
 import numpy as np
 import pytest
 
-from aicpp_opt.perf.comm import dtype_bytes
-from aicpp_opt.perf.evaluate import evaluate_plan
-from aicpp_opt.replay.adapter import (
-    COMM_OPS,
-    ep_shares,
-    gpu_ids,
-    prediction,
-    replay_input,
-    replay_plan,
-)
-from aicpp_opt.replay.expand import AfdDecode, InstanceDecode, decode_graph, prefill_graph
-from aicpp_opt.replay.fabric import Fabric
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.simulate import simulate
-from aicpp_opt.replay.topology import Dim, Topology
+from aicpp_opt.evaluate import evaluate
+from aicpp_opt.model.context import build_context
+from aicpp_opt.model.forward import forward
+from aicpp_opt.model.memory import kv_bytes_per_token
+from aicpp_opt.model.routing import parse_routing, rank_shares
+from aicpp_opt.model.steps import decode_load
+from aicpp_opt.netsim.fabric import Fabric
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.simulate import simulate
+from aicpp_opt.netsim.topology import Dim, Topology
+from aicpp_opt.replay.adapter import gpu_ids, replay_plan
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.spec.plan import load_plan, parse_plan
@@ -27,100 +23,103 @@ from aicpp_opt.spec.plan import load_plan, parse_plan
 MODEL = load_model("deepseek-v3.2")
 NVL72 = load_instance("h200_nvl72")
 HETERO = load_instance("hetero_h200_b200")
-H, FP8, BF16 = MODEL.hidden_size, dtype_bytes("fp8_block"), dtype_bytes("bfloat16")
+H = MODEL.hidden_size
+FP8_TOKEN, BF16_TOKEN = H * (1 + 4 / 128), 2 * H
 
 
 def shipped(name: str):
     plan = load_plan(f"instances/plans/nvl72_{name}.json", NVL72, MODEL.moe.num_experts)
-    wl = NVL72.workload(None)
-    return plan, wl, evaluate_plan(plan, NVL72, wl)
+    return plan, NVL72.workload(None)
+
+
+def bytes_into(graph: Graph, category: str) -> dict[int, float]:
+    into: dict[int, float] = {}
+    for o in graph.ops:
+        if o.category == category:
+            into[o.gpus[1]] = into.get(o.gpus[1], 0.0) + o.nbytes
+    return into
 
 
 @pytest.fixture(scope="module")
 def afd():
-    plan, wl, ev = shipped("afd")
-    return plan, wl, ev, replay_input(plan, NVL72, wl, ev)
-
-
-def bytes_of(graph: Graph, category: str) -> float:
-    return sum(o.nbytes for o in graph.ops if o.category == category)
+    plan, wl = shipped("afd")
+    return plan, wl, replay_plan(plan, NVL72, wl)
 
 
 def test_afd_plan_uses_its_gpus_layers_and_micro_batches(afd):
-    plan, _, _, inp = afd
-    d = inp.decode
-    assert isinstance(d, AfdDecode)
+    plan, _, rep = afd
     # the prefill role (2 x 8 GPUs) comes first in domain 0, then the AFD unit
-    assert inp.prefill.gpus == tuple(range(8))
-    assert d.attention_gpus == tuple(range(16, 32)) and d.ffn_gpus == tuple(range(32, 40))
-    assert inp.prefill.decode_gpus == d.attention_gpus
-    g = decode_graph(d)
+    assert gpu_ids(plan, NVL72)["decode"] == {"h200": list(range(16, 40))}
+    g = rep.result.graph
     a2f = [o for o in g.ops if o.category == "a2f"]
     assert {(o.layer, o.micro_batch) for o in a2f} == {
         (layer, mb) for layer in range(3, 61) for mb in range(2)
     }
     assert {(o.gpus[0], o.gpus[1]) for o in a2f} == {
-        (a, f) for a in d.attention_gpus for f in d.ffn_gpus
+        (a, f) for a in range(16, 32) for f in range(32, 40)
     }
 
 
-def test_afd_compute_is_the_evaluation_without_the_overlap_credit(afd):
-    _, _, ev, inp = afd
-    step = ev.roles[1].step
-    g = decode_graph(inp.decode)
+def test_afd_compute_comes_from_the_op_model_not_the_evaluation(afd):
+    plan, wl, rep = afd
+    role = plan.roles[1]
+    ctx = build_context(NVL72, wl)
+    fwd = forward(ctx, role, decode_load(ctx, role, role.batch_per_gpu))
     for side, gpu in (("attention", 16), ("ffn", 32)):
-        want = sum(o.total for o in step.ops if o.side == side and o.name not in COMM_OPS)
-        got = sum(o.seconds for o in g.ops if o.kind == "compute" and o.gpus == (gpu,))
+        want = sum(
+            b.count * role.micro_batches * op.seconds
+            for b in fwd.blocks
+            for op in b.ops
+            if op.transfer is None and op.side == side
+        ) + role.micro_batches * sum(op.seconds for op in fwd.step_ops if op.side == side)
+        got = sum(
+            o.seconds for o in rep.result.graph.ops if o.kind == "compute" and o.gpus == (gpu,)
+        )
         assert got == pytest.approx(want, rel=1e-9)
-    credit = next(o for o in step.ops if o.layer == "pipeline")
-    assert credit.total < 0  # the evaluator's overlap is not fed: the replay makes its own
 
 
-def test_afd_bytes_are_conserved_and_skewed_by_routing(afd):
-    _, _, ev, inp = afd
-    g = decode_graph(inp.decode)
-    copies = ev.roles[1].step.traffic["dispatched"]  # the evaluator's token-copy count
-    assert bytes_of(g, "a2f") == pytest.approx(copies * H * FP8, rel=1e-9)
-    assert bytes_of(g, "f2a") == pytest.approx(copies * H * BF16, rel=1e-9)
-    into = {f: 0.0 for f in inp.decode.ffn_gpus}
-    for o in g.ops:
-        if o.category == "a2f":
-            into[o.gpus[1]] += o.nbytes
-    shares = np.array(list(into.values())) / sum(into.values())
-    assert shares == pytest.approx(ep_shares(MODEL, 8, "power_law_1.01"))
-    assert shares.max() > shares.min()  # power-law routing loads the hot experts' GPU more
+def test_afd_bytes_follow_the_model_dimensions_and_the_routing(afd):
+    """Each attention GPU's micro-batch (96 sequences) goes once to each distinct FFN GPU of its
+    tokens' experts (fp8 with scales out, bf16 back), spread over the 8 FFN GPUs in their
+    routing shares, the busiest first."""
+    plan, _, rep = afd
+    role = plan.roles[1]
+    g = rep.result.graph
+    copies = 8 * (1 - (1 - 1 / 8) ** 8)  # distinct EP-8 ranks of a token's top-8 experts
+    tokens = role.batch_per_gpu / role.micro_batches
+    per_edge_layer = tokens * copies * 16 * 2 * 58  # 16 senders, 2 micro-batches, 58 MoE layers
+    into = bytes_into(g, "a2f")
+    assert sum(into.values()) == pytest.approx(per_edge_layer * FP8_TOKEN, rel=1e-9)
+    assert sum(bytes_into(g, "f2a").values()) == pytest.approx(per_edge_layer * BF16_TOKEN)
+    skew = parse_routing("eplb").skew(16 * tokens, 256, 8, 8)
+    shares = np.array([into[f] for f in range(32, 40)]) / sum(into.values())
+    assert shares == pytest.approx(rank_shares(skew, 8))
 
 
 def test_pd_plan_ep_groups_bytes_and_kv():
-    plan, wl, ev = shipped("pd")
-    inp = replay_input(plan, NVL72, wl, ev)
-    d = inp.decode
-    assert isinstance(d, InstanceDecode)
-    assert d.gpus == tuple(range(16, 48)) and d.ep_groups == (d.gpus,)
-    assert d.tp is None and d.moe_tp is None  # attention TP 1, MoE TP 1: no all-reduce
-    g = decode_graph(d)
+    plan, wl = shipped("pd")
+    rep = replay_plan(plan, NVL72, wl)
+    g = rep.result.graph
     disp = [o for o in g.ops if o.category == "ep_dispatch"]
     assert len(disp) == 58 * 32 * 31
-    # every GPU's copies leave it except the share its own experts take
-    copies = ev.roles[1].step.traffic["dispatched"]
-    own = sum(ep_shares(MODEL, 32, "power_law_1.01")) / 32
-    assert bytes_of(g, "ep_dispatch") == pytest.approx(copies * H * FP8 * (1 - own), rel=1e-9)
-    pg, _ = prefill_graph(inp.prefill)
-    kv = MODEL.num_layers * MODEL.kv_cache_bytes_per_token_per_layer * wl.isl
-    assert bytes_of(pg, "kv_transfer") == pytest.approx(kv * 8)  # batch 1 x 8 DP ranks
+    assert {o.gpus[0] for o in disp} == set(range(16, 48))
+    # every GPU sends 64 tokens x 8 expert copies x fp8 bytes, its own experts' share stays home
+    assert sum(o.nbytes for o in disp) == pytest.approx(58 * 32 * 64 * 8 * FP8_TOKEN * 31 / 32)
+    kv = MODEL.num_layers * kv_bytes_per_token(MODEL) * wl.isl
+    assert rep.kv_transfer_s > 0 and rep.prefill_s > 0
+    ev = evaluate(plan, NVL72, wl)
+    assert rep.prefill_s == pytest.approx(ev.ttft.prefill, rel=0.2)
+    assert kv > 0
 
 
-def test_agg_plan_replays_replica_zero_and_a_chunked_ttft():
-    plan, wl, ev = shipped("agg")
-    rep = replay_plan(plan, NVL72, wl, ev)
-    assert rep.result.roles["agg"].gpus == 8
+def test_agg_plan_replays_both_kinds_of_iteration():
+    plan, wl = shipped("agg")
+    rep = replay_plan(plan, NVL72, wl)
+    assert rep.result.roles["gpu"].gpus == 8
     assert {o.layer for o in rep.result.graph.ops} == set(range(61)) | {-1}
-    assert rep.ttft_s > ev.ttft.queueing and "chunk iteration" in rep.roles
+    assert rep.mixed_step_s > rep.result.step_s
     d = rep.to_dict()
     assert d["gpus_used"] == 64 and d["tpot_ms"] == pytest.approx(rep.tpot_s * 1e3)
-    assert d["throughput_tok_s"] == pytest.approx(
-        prediction(ev).throughput_tps * ev.tpot / rep.tpot_s
-    )
 
 
 HETERO_AFD = {
@@ -145,11 +144,11 @@ HETERO_AFD = {
             ],
             "shape": {"attn_tp": 1, "attn_dp": 8, "moe_tp": 1, "moe_ep": 8},
             "batch_per_gpu": 32,
+            "micro_batches": 2,
             "afd": {
                 "attention_gpus": 8,
                 "ffn_gpus": 8,
                 "ffn_pool": "b200",
-                "micro_batches": 2,
                 "dispatch": "direct",
                 "pairing": [{"attention": list(range(8)), "ffn": list(range(8))}],
             },
@@ -161,20 +160,16 @@ HETERO_AFD = {
 def test_heterogeneous_afd_crosses_the_pools_over_scale_out(tmp_path):
     plan = parse_plan(HETERO_AFD, HETERO, MODEL.moe.num_experts)
     wl = HETERO.workload(None)
-    ev = evaluate_plan(plan, HETERO, wl)
     assert gpu_ids(plan, HETERO)["decode"] == {"h200": list(range(8)), "b200": list(range(32, 40))}
-    rep = replay_plan(plan, HETERO, wl, ev, trace_dir=str(tmp_path))
+    rep = replay_plan(plan, HETERO, wl, trace_dir=str(tmp_path))
     # AstraSim's network file cannot hold two fabrics: reported, the built-in result stands
     assert "one multi-dimensional topology" in rep.astra and rep.tpot_s > 0
-    inp = replay_input(plan, HETERO, wl, ev)
-    assert isinstance(inp.topology, Fabric) and inp.prefill.gpus == tuple(range(40, 48))
     res = rep.result
     a2f = [i for i, o in enumerate(res.graph.ops) if o.category == "a2f"]
     # one lone A->F flow would take latency + bytes / 50 GB/s (the H200 NIC); 8 share it
-    nic_h200, nic_b200 = 2e-6, 2e-6
-    lone = nic_h200 + nic_b200 + res.graph.ops[a2f[0]].nbytes / 50e9
+    lone = 2e-6 + 2e-6 + res.graph.ops[a2f[0]].nbytes / 50e9
     assert min(res.sim.op_end[a2f] - res.sim.op_start[a2f]) >= lone * (1 - 1e-9)
-    assert rep.tpot_s > 0 and rep.ttft_s > rep.roles["prefill"]
+    assert rep.prefill_s > 0 and rep.kv_transfer_s > 0
 
 
 def test_fabric_routes_like_each_pool_inside_and_over_nics_between():

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.simulate import simulate
+from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.astra import AstraSimError, parse_finish, resolve_binary, run, write_inputs
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.simulate import simulate
-from aicpp_opt.replay.topology import Dim, Topology
 
 TOPO = Topology((Dim("switch", 2, 450e9, 250e-9),))
 

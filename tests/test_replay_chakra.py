@@ -3,12 +3,13 @@
 import json
 
 import pytest
+from forwards import afd_forward
 
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.astra import write_inputs
+from aicpp_opt.replay.build import ReplicaGpus, forward_graph
 from aicpp_opt.replay.chakra import COMM_TYPE_OF, NODE_TYPES, read_trace, write_traces
-from aicpp_opt.replay.expand import AfdDecode, decode_graph
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.topology import Dim, Topology
 
 
 def small_graph() -> Graph:
@@ -50,8 +51,10 @@ def test_traces_decode_into_metadata_then_nodes(tmp_path):
 
 def test_every_send_has_a_matching_recv(tmp_path):
     att, ffn = (0, 1, 2, 3), (4, 5)
-    spec = AfdDecode(att, ffn, ((att, ffn),), 2, 1, 2, 1e-4, 2e-4, 1e4, 2e4, "direct", 1e-4)
-    paths = write_traces(decode_graph(spec), 6, tmp_path / "d")
+    gpus = ReplicaGpus(att, ffn, ((att, ffn),))
+    fwd, shape = afd_forward(k=2, moe_layers=2, dense_layers=1, m=4, n=2)
+    graph, _ = forward_graph(fwd, gpus, shape, "direct")
+    paths = write_traces(graph, 6, tmp_path / "d")
     seen: dict[str, set] = {"COMM_SEND_NODE": set(), "COMM_RECV_NODE": set()}
     for p in paths:
         for n in read_trace(p)[1]:

@@ -17,7 +17,15 @@ def test_replay_command_on_a_shipped_plan(tmp_path):
     args = [*AFD_PLAN, "--timeline", str(png), "--trace-dir", str(tmp_path / "tr")]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    for word in ("attention", "ffn", "TPOT ms", "TTFT ms", "throughput", "predicted", "replayed"):
+    for word in (
+        "attention",
+        "ffn",
+        "TPOT mean ms",
+        "prefill ms",
+        "throughput",
+        "evaluator",
+        "replayed",
+    ):
         assert word in res.output
     assert png.read_bytes()[:4] == b"\x89PNG"
     # traces cover every GPU slot of the 72-GPU topology (idle ones get empty traces)
@@ -36,7 +44,7 @@ def test_bad_astra_path_exits_2_after_the_builtin_result(tmp_path):
         main, [*AFD_PLAN, "--astra-sim", str(script), "--trace-dir", str(tmp_path / "tr")]
     )
     assert res.exit_code == 2
-    assert "TPOT ms" in res.output and "--astra-sim" in res.output
+    assert "TPOT mean ms" in res.output and "--astra-sim" in res.output
     res = CliRunner().invoke(main, [*AFD_PLAN, "--astra-sim", str(tmp_path / "x")])
     assert res.exit_code == 2 and "does not exist" in res.output
 
@@ -48,8 +56,9 @@ def test_bad_plan_is_one_line_exit_2(tmp_path):
     assert res.exit_code == 2 and "roles" in res.output
 
 
-def test_calibrate_comm_rejects_a_missing_instance():
-    res = CliRunner().invoke(
-        click.Group(commands=[replay_cli.calibrate_comm]), ["comm", "/nope.json"]
-    )
+def test_calibrate_comm_rejects_a_missing_instance_and_needs_a_target():
+    group = click.Group(commands=[replay_cli.calibrate_comm])
+    res = CliRunner().invoke(group, ["comm", "--instance", "/nope.json"])
     assert res.exit_code != 0 and "instance" in str(res.exception or res.output)
+    res = CliRunner().invoke(group, ["comm"])
+    assert res.exit_code != 0 and "--system" in str(res.exception or res.output)

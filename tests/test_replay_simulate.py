@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aicpp_opt.errors import InputError
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.simulate import max_min_rates, simulate
-from aicpp_opt.replay.topology import Dim, Topology
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.simulate import max_min_rates, simulate
+from aicpp_opt.netsim.topology import Dim, Topology
 
 BW, LAT = 450e9, 250e-9
 

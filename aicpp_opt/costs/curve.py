@@ -5,20 +5,34 @@ every such value is flagged."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from aicpp_opt.costs.pwl_fit import pwl_eval
 
 
+def _at(xs: list[float], ys: list[float], x: float) -> float:
+    """``pwl_eval`` at one point in plain Python (the optimiser asks millions of times): linear
+    inside, the last segment extended above, the first value held below."""
+    if len(xs) == 1 or x <= xs[0]:
+        return ys[0]
+    i = min(bisect.bisect_right(xs, x), len(xs) - 1)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
 @dataclass(frozen=True)
 class Latency:
-    """A latency in seconds; `extrapolated` when the load lies outside the measured range."""
+    """A latency in seconds; `extrapolated` when the load lies outside the measured range;
+    `fallback` says why another framework's table priced it (empty when none did)."""
 
     seconds: float
     extrapolated: bool
     source: str
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,7 @@ class Curve:
     pwl_x: np.ndarray
     pwl_seconds: np.ndarray
     source: str
+    fallback: str = ""
 
     @property
     def x_range(self) -> tuple[float, float]:
@@ -46,16 +61,23 @@ class Curve:
     def is_extrapolated(self, x: float) -> bool:
         return bool(x < self.x[0] or x > self.x[-1])
 
+    @cached_property
+    def _grid(self) -> tuple[list[float], list[float]]:
+        return self.x.tolist(), self.seconds.tolist()
+
+    @cached_property
+    def _fit(self) -> tuple[list[float], list[float]]:
+        return self.pwl_x.tolist(), self.pwl_seconds.tolist()
+
     def eval(self, x: float) -> Latency:
         """Measured grid at load x (linear between measured points)."""
-        return Latency(
-            float(pwl_eval(self.x, self.seconds, x)), self.is_extrapolated(x), self.source
-        )
+        return Latency(_at(*self._grid, x), self.is_extrapolated(x), self.source, self.fallback)
 
     def pwl(self, x):
         """The fitted PWL surrogate at load x (scalar or array), seconds."""
-        y = pwl_eval(self.pwl_x, self.pwl_seconds, x)
-        return float(y) if np.ndim(y) == 0 else y
+        if np.ndim(x) == 0:
+            return _at(*self._fit, float(x))
+        return pwl_eval(self.pwl_x, self.pwl_seconds, x)
 
 
 def blend(op: str, load_axis: str, parts: list[tuple[float, Curve]], source: str) -> Curve:

@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from aicpp_opt.errors import InputError
-from aicpp_opt.replay.topology import Dim, Topology
+from aicpp_opt.netsim.topology import Dim, Topology
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aicpp_opt.replay.collectives import expand
-from aicpp_opt.replay.fabric import Fabric
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.topology import Topology
+from aicpp_opt.netsim.collectives import expand
+from aicpp_opt.netsim.fabric import Fabric
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.topology import Topology
 
 TIME_TOL = 1e-12
 COMPUTE, FLOW, JOIN = 0, 1, 2

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.model.context import Context
 from aicpp_opt.opt.milp import MilpResult
 from aicpp_opt.opt.options import Corrections, DecodeChoice, PrefillChoice, batch_for_rate
-from aicpp_opt.perf.context import PerfContext
-from aicpp_opt.spec.enums import Mode
+from aicpp_opt.spec.enums import Framework, Mode
 from aicpp_opt.spec.instance import Instance, Pool
 from aicpp_opt.spec.plan import Placement, Plan, Role, parse_plan, plan_to_dict
 
@@ -84,7 +84,7 @@ def place(instance: Instance, roles: list[Role]) -> list[Role] | None:
 
 def build_plan(
     instance: Instance,
-    ctx: PerfContext,
+    ctx: Context,
     corr: Corrections,
     choice: DecodeChoice,
     replicas: int,
@@ -101,7 +101,7 @@ def build_plan(
     placed = place(instance, roles)
     if placed is None:
         return None
-    plan = Plan(mode=Mode(cand.mode), roles=tuple(placed))
+    plan = Plan(Mode(cand.mode), tuple(placed), Framework(ctx.framework))
     try:
         return parse_plan(plan_to_dict(plan), instance, ctx.model.moe.num_experts)
     except InputError as err:  # the optimiser built a plan the validator rejects: a bug
@@ -109,7 +109,7 @@ def build_plan(
 
 
 def plan_from(
-    result: MilpResult, instance: Instance, ctx: PerfContext, corr: Corrections
+    result: MilpResult, instance: Instance, ctx: Context, corr: Corrections
 ) -> Plan | None:
     """The plan the MILP chose."""
     prefill = result.prefill.payload if result.prefill is not None else None

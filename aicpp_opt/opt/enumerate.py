@@ -21,7 +21,7 @@ from aicpp_opt.opt.options import (
     _grid,
     agg_feasible_prefix,
     curve,
-    planning_kv_link,
+    planning_kv_domains,
     prefill_rates,
 )
 from aicpp_opt.opt.problem import Problem, add_gpus, fits_budget, resource_weights
@@ -69,7 +69,7 @@ def enumerate_plans(prob: Problem, corr: Corrections | None = None) -> tuple[Pla
     if set(prob.modes) - set(space.SELF_PREFILL):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
         prefill = list(
-            prefill_rates(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget, False)
+            prefill_rates(prob.measured, roles, corr, planning_kv_domains(ctx), prob.budget, False)
         )
     lo = np.array([p.min_rate for p in prefill])
     hi = np.array([p.max_rate for p in prefill])

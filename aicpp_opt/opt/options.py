@@ -15,23 +15,27 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from aicpp_opt.costs.curve import Latency
 from aicpp_opt.errors import InputError
-from aicpp_opt.opt.milp import DecodeOption, PrefillOption
-from aicpp_opt.opt.space import Candidate
-from aicpp_opt.perf.breakdown import Cost
-from aicpp_opt.perf.context import PerfContext
-from aicpp_opt.perf.evaluate import (
-    agg_role_iteration,
-    agg_role_memory,
+from aicpp_opt.evaluate.evaluation import (
+    agg_prefill_capacity,
     agg_ttft,
     decode_memory,
-    decode_role_step,
-    kv_over,
+    kv_transfer,
     prefill_memory,
     prefill_ttft,
 )
-from aicpp_opt.perf.step import prefill_time
-from aicpp_opt.spec.instance import Dimension
+from aicpp_opt.model.context import Context
+from aicpp_opt.model.steps import (
+    AggIteration,
+    accepted_tokens,
+    agg_iteration,
+    agg_tpot_percentile,
+    decode_step_seconds,
+    prefill_step,
+)
+from aicpp_opt.opt.milp import DecodeOption, PrefillOption
+from aicpp_opt.opt.space import Candidate
 from aicpp_opt.spec.plan import Role
 
 BATCH_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
@@ -57,70 +61,75 @@ class Corrections:
 
 @dataclass(frozen=True)
 class Point:
+    """A shape at one batch: TPOT at the SLO percentile (corrected), concurrent sequences per
+    replica, its output tokens/s per replica, and for self-prefilling shapes the steady state
+    (for their TTFT)."""
+
     batch: float
-    step_s: float
+    tpot_s: float
     seqs: float
     tok_s: float
-    prefill_service_s: float = 0.0
+    iteration: AggIteration | None = None
 
 
 def _fits(mem: dict) -> bool:
     return all(m.fits for m in mem.values())
 
 
-def _memo(ctx: PerfContext, key: tuple, compute: Callable[[], Any]) -> Any:
+def _memo(ctx: Context, key: tuple, compute: Callable[[], Any]) -> Any:
     hit = ctx.memo.get(key)
     if hit is None:
         hit = ctx.memo[key] = compute()
     return hit
 
 
-def uncovered(ctx: PerfContext) -> set[str]:
+def uncovered(ctx: Context) -> set[str]:
     """Why shapes were skipped: cost lookups outside the measured tables (one line each)."""
     return ctx.memo.setdefault(("uncovered",), set())
 
 
-def _raw_step(ctx: PerfContext, cand: Candidate, batch: float) -> tuple[float, float]:
-    """(step seconds, aggregated prefill service seconds) of the shape at ``batch``,
-    uncorrected; memoised across closed-loop rounds. A shape the cost tables do not cover at
-    this point is infinitely slow (so never chosen), and the gap is recorded."""
+def _raw(ctx: Context, cand: Candidate, batch: float) -> tuple[float, float, Any]:
+    """(TPOT at the SLO percentile, mean TPOT, aggregated steady state or None) of the shape at
+    ``batch``, uncorrected; memoised across closed-loop rounds. A shape the cost tables do not
+    cover at this point is infinitely slow (so never chosen), and the gap is recorded."""
 
-    def compute() -> tuple[float, float]:
-        role = cand.role
+    def compute() -> tuple[float, float, Any]:
+        role = replace(cand.role, batch_per_gpu=batch)
+        accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
         try:
             if cand.self_prefill:
-                it = agg_role_iteration(ctx, replace(role, batch_per_gpu=batch))
-                return it.mean.total, it.prefill_service
-            return decode_role_step(ctx, replace(role, batch_per_gpu=batch)).total, 0.0
+                it = agg_iteration(ctx, role, batch)
+                return agg_tpot_percentile(ctx, role, it), it.mean.total / accepted, it
+            t = decode_step_seconds(ctx, role, batch) / accepted
+            return t, t, None
         except InputError as err:
             uncovered(ctx).add(str(err))
-            return math.inf, math.inf
+            return math.inf, math.inf, None
 
     return _memo(ctx, ("step", cand, batch), compute)
 
 
-def _memory_fits(ctx: PerfContext, cand: Candidate, batch: float) -> bool:
+def _memory_fits(ctx: Context, cand: Candidate, batch: float) -> bool:
     def compute() -> bool:
-        role = replace(cand.role, batch_per_gpu=batch)
-        return _fits(agg_role_memory(ctx, role) if cand.self_prefill else decode_memory(ctx, role))
+        return _fits(decode_memory(ctx, replace(cand.role, batch_per_gpu=batch)))
 
     return _memo(ctx, ("memory", cand, batch), compute)
 
 
-def decode_point(
-    ctx: PerfContext, cand: Candidate, batch: float, corr: Corrections
-) -> Point | None:
-    """The shape at ``batch`` if TPOT, memory (and, aggregated, an unsaturated prefill) hold."""
-    raw, service = _raw_step(ctx, cand, batch)
+def decode_point(ctx: Context, cand: Candidate, batch: float, corr: Corrections) -> Point | None:
+    """The shape at ``batch`` if TPOT, memory (and, aggregated, a prefill budget that keeps
+    up) hold."""
+    tpot_p, tpot_mean, it = _raw(ctx, cand, batch)
     wl, shape = ctx.workload, cand.role.shape
-    step, service = raw * corr.tpot, service * corr.tpot
+    tpot_p, tpot_mean = tpot_p * corr.tpot, tpot_mean * corr.tpot
     seqs = batch * shape.attention_gpus
-    if step > wl.slo.tpot or not _memory_fits(ctx, cand, batch):
+    if tpot_p > wl.slo.tpot or not _memory_fits(ctx, cand, batch):
         return None
-    # aggregated: arrivals must stay below the prefill capacity of the attention-DP ranks
-    if cand.self_prefill and seqs / (wl.osl * step) >= shape.attn_dp / service:
-        return None
-    return Point(batch, step, seqs, seqs / step, service)
+    if it is not None:
+        role = replace(cand.role, batch_per_gpu=batch)
+        if not it.keeps_up or seqs / (wl.osl * tpot_mean) >= agg_prefill_capacity(role, wl, it):
+            return None
+    return Point(batch, tpot_p, seqs, seqs / tpot_mean, it)
 
 
 def _grid(max_batch: int) -> list[int]:
@@ -128,7 +137,7 @@ def _grid(max_batch: int) -> list[int]:
 
 
 def max_feasible(
-    ctx: PerfContext, cand: Candidate, corr: Corrections, grid: list[int], hint: int = 0
+    ctx: Context, cand: Candidate, corr: Corrections, grid: list[int], hint: int = 0
 ) -> int:
     """Index of the largest feasible breakpoint (-1 if none); the constraints are monotone in
     batch. ``hint`` (the answer for a similar shape) is tried first: neighbouring candidates
@@ -155,7 +164,7 @@ def max_feasible(
     return lo
 
 
-def curve(ctx: PerfContext, cand: Candidate, corr: Corrections, grid: list[int]) -> list[Point]:
+def curve(ctx: Context, cand: Candidate, corr: Corrections, grid: list[int]) -> list[Point]:
     """All feasible breakpoints, smallest batch first (stops at the first infeasible one)."""
     points = []
     for b in grid:
@@ -200,7 +209,7 @@ def _offer(best: Best, key: tuple, value: float, index: int, payload: Any) -> No
 
 
 def _feasible_shapes(
-    ctx: PerfContext, cands: list[Candidate], corr: Corrections, grid: list[int]
+    ctx: Context, cands: list[Candidate], corr: Corrections, grid: list[int]
 ) -> Iterator[tuple[int, Candidate, int]]:
     """(position, shape, largest feasible breakpoint) of every shape with one; each search is
     seeded with the previous shape's answer."""
@@ -212,7 +221,7 @@ def _feasible_shapes(
             yield n, cand, i
 
 
-def _scan_decode(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int) -> Best:
+def _scan_decode(ctx: Context, cands: list[Candidate], corr, grid, offset: int) -> Best:
     """P/D and AFD decode shapes: per (mode, GPU vector) the highest capacity at the largest
     feasible batch; payload: that breakpoint's index."""
     best: Best = {}
@@ -222,7 +231,7 @@ def _scan_decode(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: i
     return best
 
 
-def _scan_agg(ctx: PerfContext, cands: list[Candidate], corr, grid, offset: int) -> Best:
+def _scan_agg(ctx: Context, cands: list[Candidate], corr, grid, offset: int) -> Best:
     """Self-prefilling shapes: per (GPU vector, replica count) the highest capacity; payload:
     the breakpoints feasible at that count (TTFT queues over all replicas' ranks)."""
     best: Best = {}
@@ -253,7 +262,7 @@ def _scan_part(span: tuple[int, int]) -> Best:
     return scan(ctx, cands[span[0] : span[1]], corr, grid, span[0])
 
 
-def _scan_all(scan, ctx: PerfContext, cands: list[Candidate], corr, grid) -> Best:
+def _scan_all(scan, ctx: Context, cands: list[Candidate], corr, grid) -> Best:
     """``scan`` over all candidates, split over the cores (forked workers share the loaded
     tables) when there are many; the merge is the serial scan's."""
     global _SCAN
@@ -275,7 +284,7 @@ def _scan_all(scan, ctx: PerfContext, cands: list[Candidate], corr, grid) -> Bes
 
 
 def pd_decode_options(
-    ctx: PerfContext, cands: Iterable[Candidate], corr: Corrections, max_batch: int
+    ctx: Context, cands: Iterable[Candidate], corr: Corrections, max_batch: int
 ) -> list[DecodeOption]:
     """Best decode shape per GPU vector (by capacity at its largest feasible batch)."""
     grid = _grid(max_batch)
@@ -288,22 +297,23 @@ def pd_decode_options(
 
 
 def agg_feasible_prefix(
-    ctx: PerfContext, cand: Candidate, points: list[Point], replicas: int, corr: Corrections
+    ctx: Context, cand: Candidate, points: list[Point], replicas: int, corr: Corrections
 ) -> list[Point]:
-    """The breakpoints at which ``replicas`` aggregated replicas meet TTFT: the prefill queue is
-    M/D/c over all their attention-DP ranks, so more replicas allow larger batches."""
-    role = replace(cand.role, replicas=replicas)
+    """The breakpoints at which ``replicas`` aggregated replicas meet TTFT at the rate they
+    decode (prefill queues per attention-DP rank, so the count sets the rate per rank)."""
     ok = []
     for p in points:
-        rate = replicas * p.seqs / (ctx.workload.osl * p.step_s) * corr.rate
-        if agg_ttft(role, p.prefill_service_s, rate).total > ctx.workload.slo.ttft:
+        role = replace(cand.role, replicas=replicas, batch_per_gpu=p.batch)
+        rate = replicas * p.tok_s / ctx.workload.osl * corr.rate
+        ttft = agg_ttft(ctx, role, p.iteration, rate).percentile * corr.ttft
+        if ttft > ctx.workload.slo.ttft:
             break
         ok.append(p)
     return ok
 
 
 def agg_options(
-    ctx: PerfContext, cands: Iterable[Candidate], corr: Corrections, max_batch: int, budget: int
+    ctx: Context, cands: Iterable[Candidate], corr: Corrections, max_batch: int, budget: int
 ) -> list[DecodeOption]:
     """Aggregated shapes: their TTFT depends on the replica count, so the best shape is found
     per (GPU vector, count), and runs of counts sharing the same shape and curve become one
@@ -332,25 +342,13 @@ def _edge(ttft: Callable[[float], float], limit: float, good: float, bad: float)
     return good
 
 
-def feasible_interval(
-    ttft: Callable[[float], float], limit: float, hi: float, monotone: bool
-) -> tuple[float, float] | None:
-    """The arrival rates in (0, hi) with ttft(rate) <= limit. ``monotone``: TTFT only rises
-    with the rate (one request per forward); otherwise TTFT first falls while batches form
-    faster, then rises with queueing, and the feasible set is an interval found from a scan."""
+def max_feasible_rate(ttft: Callable[[float], float], limit: float, hi: float) -> float | None:
+    """The largest arrival rate in (0, hi) with ttft(rate) <= limit (TTFT rises with the rate);
+    None when even no load misses it."""
     top = hi * (1 - 1e-9)
-    if monotone:
-        if ttft(top * 1e-12) > limit:
-            return None
-        return 0.0, top if ttft(top) <= limit else _edge(ttft, limit, top * 1e-12, top)
-    grid = [top * 2.0 ** (-k / 2) for k in range(48)][::-1]
-    ok = [r for r in grid if ttft(r) <= limit]
-    if not ok:
+    if ttft(top * 1e-12) > limit:
         return None
-    below = [r for r in grid if r < ok[0]]
-    above = [r for r in grid if r > ok[-1]]
-    lo = _edge(ttft, limit, ok[0], below[-1]) if below else 0.0
-    return lo, _edge(ttft, limit, ok[-1], above[0]) if above else ok[-1]
+    return top if ttft(top) <= limit else _edge(ttft, limit, top * 1e-12, top)
 
 
 @dataclass(frozen=True)
@@ -360,29 +358,31 @@ class PrefillChoice:
 
 
 def prefill_rates(
-    ctx: PerfContext,
+    ctx: Context,
     roles: Iterable[Role],
     corr: Corrections,
-    link: Dimension,
+    kv_domains: int,
     budget: int,
     fastest_only: bool = True,
 ) -> Iterator[PrefillOption]:
-    """Per prefill shape and replica count, the arrival-rate interval meeting TTFT (queueing,
-    compute and KV transfer over ``link``). ``fastest_only`` keeps, of shapes alike in ranks,
-    batch and KV transfer, only the fastest: TTFT rises with the service time, so the others
-    can never allow a rate it does not (the enumeration oracle keeps them all)."""
+    """Per prefill shape and replica count, the arrival rates meeting TTFT at its percentile
+    (lock-step queueing, compute and the KV transfer over ``kv_domains`` domains).
+    ``fastest_only`` keeps, of shapes alike in GPUs, ranks, batch and KV transfer, only the
+    fastest: TTFT rises with the service time, so the others can never allow a rate it does not
+    (the enumeration oracle keeps them all)."""
     slo = ctx.workload.slo.ttft
-    fastest: dict[tuple, tuple[float, Role, Cost]] = {}
+    fastest: dict[tuple, tuple[float, Role, Latency]] = {}
     for role in roles:
         if not _fits(prefill_memory(ctx, role)):
             continue
         try:
-            service = prefill_time(ctx, role.pool, role.shape, role.batch, role.chunk_tokens).total
+            service = prefill_step(ctx, role).total
         except InputError as err:
             uncovered(ctx).add(str(err))
             continue
-        kv = kv_over(ctx, link, role)
-        key = (role.pool, role.shape.attention_gpus, role.shape.attn_dp, role.batch, kv.seconds)
+        kv = kv_transfer(ctx, role, role.pool, kv_domains)
+        shape = role.shape
+        key = (role.pool, shape.attention_gpus, shape.attn_dp, role.batch, kv.seconds)
         if not fastest_only:
             key = (*key, role)
         if key not in fastest or service < fastest[key][0]:
@@ -395,33 +395,32 @@ def prefill_rates(
         for n in range(1, budget // g + 1):
             r = replace(role, replicas=n)
             cap = n * role.shape.attn_dp * role.batch / service
-            span = feasible_interval(
-                lambda rate, r=r, s=service, kv=kv: prefill_ttft(r, s, rate, kv).total,
+            top = max_feasible_rate(
+                lambda rate, r=r, s=service, kv=kv: prefill_ttft(ctx, r, s, rate, kv).percentile,
                 slo,
                 cap,
-                monotone=role.batch == 1,
             )
-            if span is not None:
+            if top is not None:
                 yield PrefillOption(
                     key="",
                     gpus={role.pool: n * g},
-                    max_rate=span[1] / corr.rate * (1 - SOLVER_TOLERANCE),
-                    min_rate=span[0] / corr.rate * (1 + SOLVER_TOLERANCE),
+                    max_rate=top / corr.rate * (1 - SOLVER_TOLERANCE),
+                    min_rate=0.0,
                     payload=PrefillChoice(r, service),
                 )
 
 
 def prefill_options(
-    ctx: PerfContext,
+    ctx: Context,
     roles: Iterable[Role],
     corr: Corrections,
-    link: Dimension,
+    kv_domains: int,
     budget: int,
 ) -> list[PrefillOption]:
     """The prefill rates, keeping per (pool, GPUs) the option with the highest max rate and the
     one with the lowest min rate (together they cover every rate the others allow)."""
     best: dict[tuple, PrefillOption] = {}
-    for opt in prefill_rates(ctx, roles, corr, link, budget):
+    for opt in prefill_rates(ctx, roles, corr, kv_domains, budget):
         g = sum(opt.gpus.values())
         for tag, better in (
             ("max", lambda a, b: a.max_rate > b.max_rate),
@@ -434,17 +433,15 @@ def prefill_options(
     return [replace(o, key=f"prefill:{i}") for i, o in enumerate(unique)]
 
 
-def planning_kv_link(ctx: PerfContext) -> Dimension:
-    """The P->D link assumed while choosing shapes: NVLink when the whole instance is one
-    domain, else the slowest scale-out link (the final placement may do better, never worse)."""
+def planning_kv_domains(ctx: Context) -> int:
+    """The P->D link assumed while choosing shapes: NVLink (1) when the whole instance is one
+    domain, else the scale-out network (2): the final placement may do better, never worse."""
     pools = list(ctx.pools.values())
-    if len(pools) == 1 and pools[0].num_domains == 1:
-        return pools[0].link(True)
-    return min((p.link(False) for p in pools), key=lambda d: d.bw)
+    return 1 if len(pools) == 1 and pools[0].num_domains == 1 else 2
 
 
 def batch_for_rate(
-    ctx: PerfContext, choice: DecodeChoice, corr: Corrections, seqs_rate: float
+    ctx: Context, choice: DecodeChoice, corr: Corrections, seqs_rate: float
 ) -> float:
     """The batch per attention GPU at which one replica's modelled output (sequences / step)
     equals ``seqs_rate`` tokens/s: the MILP interpolates throughput linearly between
@@ -462,6 +459,6 @@ def batch_for_rate(
     g = choice.candidate.role.shape.attention_gpus
     for _ in range(50):
         mid = 0.5 * (lo + hi)
-        step = _raw_step(ctx, choice.candidate, mid)[0] * corr.tpot
-        lo, hi = (mid, hi) if mid * g / step < seqs_rate else (lo, mid)
+        tpot = _raw(ctx, choice.candidate, mid)[1] * corr.tpot
+        lo, hi = (mid, hi) if mid * g / tpot < seqs_rate else (lo, mid)
     return lo

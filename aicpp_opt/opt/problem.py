@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aicpp_opt.errors import InputError
-from aicpp_opt.perf.context import PerfContext, build_context
+from aicpp_opt.model.context import Context, build_context
+from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
 from aicpp_opt.spec.instance import MODES, Instance
 from aicpp_opt.spec.workload import Workload
 
@@ -29,8 +30,16 @@ class Problem:
     modes: tuple[str, ...]
     budget: int
     objective: str
-    pwl: PerfContext
-    measured: PerfContext
+    pwl: Context
+    measured: Context
+
+    @property
+    def framework(self) -> str:
+        return self.pwl.framework
+
+    @property
+    def routing(self) -> Routing:
+        return self.pwl.routing
 
     @property
     def capacity(self) -> dict[str, int]:
@@ -43,7 +52,10 @@ def make_problem(
     modes: tuple[str, ...] | None = None,
     budget: int | None = None,
     objective: str | None = None,
+    framework: str | None = None,
+    routing: Routing = DEFAULT_ROUTING,
 ) -> Problem:
+    """The problem for one framework (default: the model's best-covered) and routing."""
     modes = tuple(modes or instance.search.modes)
     for m in modes:
         if m not in MODES:
@@ -61,8 +73,15 @@ def make_problem(
                 f"cluster.pools[{missing[0]}].cost_per_gpu_hour",
                 "is required for --objective per-dollar",
             )
-    pwl = build_context(instance, workload, surrogate="pwl")
-    measured = build_context(instance, workload, model=pwl.model, costs=pwl.costs)
+    pwl = build_context(instance, workload, framework=framework, routing=routing, surrogate="pwl")
+    measured = build_context(
+        instance,
+        workload,
+        framework=pwl.framework,
+        routing=routing,
+        model=pwl.model,
+        tables=pwl.costs,
+    )
     return Problem(instance, workload, modes, min(budget or total, total), objective, pwl, measured)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_context, prefill_memory
+from aicpp_opt.model.steps import prefill_step
 from aicpp_opt.opt import space
 from aicpp_opt.opt.build import plan_from
 from aicpp_opt.opt.milp import (
@@ -28,14 +30,12 @@ from aicpp_opt.opt.options import (
     agg_options,
     decode_point,
     pd_decode_options,
-    planning_kv_link,
+    planning_kv_domains,
     prefill_options,
     uncovered,
 )
 from aicpp_opt.opt.problem import Problem, add_gpus, fits_budget, resource_weights
 from aicpp_opt.opt.space import Candidate
-from aicpp_opt.perf.evaluate import Evaluation, evaluate_context, prefill_memory
-from aicpp_opt.perf.step import prefill_time
 from aicpp_opt.spec.plan import Plan
 
 MAX_ROUNDS = 6
@@ -79,7 +79,7 @@ def options(prob: Problem, corr: Corrections) -> tuple[list[DecodeOption], list[
     pre: list[PrefillOption] = []
     if set(prob.modes) - set(space.SELF_PREFILL):
         roles = space.prefill_candidates(model, inst, prob.workload.new_prompt_tokens)
-        pre = prefill_options(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
+        pre = prefill_options(prob.measured, roles, corr, planning_kv_domains(ctx), prob.budget)
     return dec, pre
 
 
@@ -129,9 +129,7 @@ def _explain(prob: Problem, corr: Corrections, dec: list[DecodeOption], pre: lis
                 + (f"; the smallest prefill that holds the model needs {need} GPUs" if need else "")
             )
         fastest = min(
-            prefill_time(prob.measured, r.pool, r.shape, r.batch, r.chunk_tokens).total
-            for r in held
-            if r.shape.attention_gpus <= room
+            prefill_step(prob.measured, r).total for r in held if r.shape.attention_gpus <= room
         )
         return (
             f"no prefill shape reaches TTFT {slo.ttft * 1e3:g} ms; the fastest prefill takes "
@@ -167,7 +165,7 @@ def fastest_decode(prob: Problem, corr: Corrections) -> tuple[float, Candidate] 
     prefill: list[PrefillOption] = []
     if set(prob.modes) - set(space.SELF_PREFILL):
         roles = space.prefill_candidates(model, inst, wl.new_prompt_tokens)
-        prefill = prefill_options(prob.measured, roles, corr, planning_kv_link(ctx), prob.budget)
+        prefill = prefill_options(prob.measured, roles, corr, planning_kv_domains(ctx), prob.budget)
 
     def fed(cand: Candidate, point) -> bool:
         if cand.self_prefill:
@@ -185,8 +183,8 @@ def fastest_decode(prob: Problem, corr: Corrections) -> tuple[float, Candidate] 
             if not fits_budget(prob, cand.gpu_map):
                 continue
             p = decode_point(relaxed, cand, 1, corr)
-            if p is not None and (best is None or p.step_s < best[0]) and fed(cand, p):
-                best = (p.step_s, cand)
+            if p is not None and (best is None or p.tpot_s < best[0]) and fed(cand, p):
+                best = (p.tpot_s, cand)
     return best
 
 
@@ -250,8 +248,8 @@ class Checked:
 def evaluator_check(ev: Evaluation, checker: str) -> Checked:
     return Checked(
         checker,
-        ev.tpot,
-        ev.ttft.total,
+        ev.tpot.percentile,
+        ev.ttft.percentile,
         ev.ttft.prefill,
         ev.flow.decode_capacity,
         ev.feasible,

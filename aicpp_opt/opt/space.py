@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import product
 
 from aicpp_opt.spec.enums import Dispatch, RoleKind
 from aicpp_opt.spec.instance import Instance, Pool
 from aicpp_opt.spec.model import ModelSpec
-from aicpp_opt.spec.plan import Afd, PairGroup, Role, Shape
+from aicpp_opt.spec.plan import DISPATCH, Afd, PairGroup, Role, Shape
 
 ATTENTION_GPU_CHOICES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 """M values an AFD unit may use (the attention side need not be a power of two)."""
@@ -94,23 +95,41 @@ def plain_shapes(model: ModelSpec, instance: Instance, pool: Pool) -> Iterator[S
 
 
 def _role(kind: str, pool: str, shape: Shape, **kw) -> Role:
-    return Role(role=RoleKind(kind), pool=pool, replicas=1, placement=(), shape=shape, **kw)
+    return Role(
+        role=RoleKind(kind), pool=pool, replicas=1, placement=(), shape=shape, id=kind, **kw
+    )
+
+
+def overlaps(shape: Shape) -> tuple[int, ...]:
+    """Micro-batch counts of a plain worker: 1, and two-batch overlap when it has EP traffic to
+    hide."""
+    return (1, 2) if shape.moe_ep > 1 else (1,)
+
+
+def mtp_drafts(model: ModelSpec, instance: Instance) -> tuple[int, ...]:
+    """MTP draft tokens per decode step the search may choose (none without MTP layers)."""
+    return tuple(d for d in instance.search.mtp_drafts if d == 0 or model.num_mtp_layers)
 
 
 def agg_candidates(model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
     for pool in instance.pools:
         for shape in plain_shapes(model, instance, pool):
-            for chunk in AGG_CHUNKS:
-                role = _role("agg", pool.name, shape, chunk_tokens=chunk)
-                yield Candidate("agg", role, ((pool.name, shape.attention_gpus),))
+            for k in overlaps(shape):
+                for draft in mtp_drafts(model, instance):
+                    for chunk in AGG_CHUNKS:
+                        role = _role(
+                            "agg", pool.name, shape, chunk_tokens=chunk, micro_batches=k, mtp=draft
+                        )
+                        yield Candidate("agg", role, ((pool.name, shape.attention_gpus),))
 
 
 def decode_candidates(model: ModelSpec, instance: Instance) -> Iterator[Candidate]:
     for pool in instance.pools:
         for shape in plain_shapes(model, instance, pool):
-            yield Candidate(
-                "pd", _role("decode", pool.name, shape), ((pool.name, shape.attention_gpus),)
-            )
+            for k in overlaps(shape):
+                for draft in mtp_drafts(model, instance):
+                    role = _role("decode", pool.name, shape, micro_batches=k, mtp=draft)
+                    yield Candidate("pd", role, ((pool.name, shape.attention_gpus),))
 
 
 def prefill_candidates(model: ModelSpec, instance: Instance, new_tokens: float) -> Iterator[Role]:
@@ -118,9 +137,17 @@ def prefill_candidates(model: ModelSpec, instance: Instance, new_tokens: float) 
     chunks = sorted({min(c, max(1, int(new_tokens))) for c in PREFILL_CHUNKS})
     for pool in instance.pools:
         for shape in plain_shapes(model, instance, pool):
-            for batch in PREFILL_BATCHES:
-                for chunk in chunks:
-                    yield _role("prefill", pool.name, shape, batch=batch, chunk_tokens=chunk)
+            for k in overlaps(shape):
+                for batch in PREFILL_BATCHES:
+                    for chunk in chunks:
+                        yield _role(
+                            "prefill",
+                            pool.name,
+                            shape,
+                            batch=batch,
+                            chunk_tokens=chunk,
+                            micro_batches=k,
+                        )
 
 
 def pairing(m: int, n: int, sets: int) -> tuple[PairGroup, ...]:
@@ -147,32 +174,31 @@ def afd_candidates(
     chunks (``afd``, one candidate per chunk budget)."""
     s = instance.search
     chunks = AFD_CHUNKS if mode == "afd" else (0,)
-    for a in instance.pools:
-        for f in instance.pools:
-            for moe_tp, ep in _moe_groups(model, instance, f.gpus):
-                group = moe_tp * ep
-                for sets in (1, 2):
-                    n = sets * group
-                    for m in ATTENTION_GPU_CHOICES:
-                        if m % sets or not _afd_fits(a, f, m, n):
-                            continue
-                        for attn_tp in _attn_tps(model, instance, m // sets):
-                            shape = Shape(attn_tp, m // attn_tp, moe_tp, ep)
-                            for k in range(1, s.max_micro_batches + 1):
-                                for dispatch in Dispatch:
-                                    afd = Afd(m, n, f.name, dispatch, pairing(m, n, sets))
-                                    gpus = {a.name: m}
-                                    gpus[f.name] = gpus.get(f.name, 0) + n
-                                    for chunk in chunks:
-                                        role = _role(
-                                            "agg" if chunk else "decode",
-                                            a.name,
-                                            shape,
-                                            afd=afd,
-                                            micro_batches=k,
-                                            chunk_tokens=chunk,
-                                        )
-                                        yield Candidate(mode, role, tuple(sorted(gpus.items())))
+    knobs = list(
+        product(range(1, s.max_micro_batches + 1), DISPATCH, mtp_drafts(model, instance), chunks)
+    )
+    for a, f in product(instance.pools, instance.pools):
+        for moe_tp, ep in _moe_groups(model, instance, f.gpus):
+            for sets, m in product((1, 2), ATTENTION_GPU_CHOICES):
+                n = sets * moe_tp * ep
+                if m % sets or not _afd_fits(a, f, m, n):
+                    continue
+                gpus = {a.name: m}
+                gpus[f.name] = gpus.get(f.name, 0) + n
+                for attn_tp in _attn_tps(model, instance, m // sets):
+                    shape = Shape(attn_tp, m // attn_tp, moe_tp, ep)
+                    for k, dispatch, draft, chunk in knobs:
+                        afd = Afd(m, n, f.name, Dispatch(dispatch), pairing(m, n, sets))
+                        role = _role(
+                            "agg" if chunk else "decode",
+                            a.name,
+                            shape,
+                            afd=afd,
+                            micro_batches=k,
+                            mtp=draft,
+                            chunk_tokens=chunk,
+                        )
+                        yield Candidate(mode, role, tuple(sorted(gpus.items())))
 
 
 def candidates(mode: str, model: ModelSpec, instance: Instance) -> Iterator[Candidate]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.topology import Topology
 from aicpp_opt.replay.chakra import comm_groups, write_traces
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.topology import Topology
 
 ENV_VAR = "AICPP_ASTRA_SIM"
 DEFAULT_TIMEOUT_S = 300.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from aicpp_opt.replay.graph import Graph
+from aicpp_opt.netsim.graph import Graph
 
 ET_VERSION = "0.0.4"
 NODE_TYPES = [

@@ -1,4 +1,5 @@
-"""Replay a plan on the built-in simulator and summarise it per role and per op category."""
+"""What one replayed decode step shows: its time, each role's GPUs' finish and busy time, and
+the mean duration of each category of op (contention included)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aicpp_opt.replay.expand import AfdDecode, ReplayInput, decode_graph, prefill_graph
-from aicpp_opt.replay.graph import Graph
-from aicpp_opt.replay.simulate import SimResult, simulate
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.simulate import SimResult
+from aicpp_opt.replay.build import ReplicaGpus
 
 SIMULATOR = "built-in flow-level simulator (max-min fair links, per-hop latency)"
 
 
 @dataclass(frozen=True)
 class RoleTimes:
-    """A role's GPUs in the decode step: when the last one finishes, and how busy they are."""
+    """A side's GPUs in the decode step: when the last one finishes, and how busy they are."""
 
     gpus: int
     finish_s: float
@@ -25,64 +26,34 @@ class RoleTimes:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """The replay's numbers: decode step (TPOT), prefill and KV transfer, per role and category."""
+    """The replayed decode step: its makespan, per side and per category."""
 
-    tpot_s: float
-    prefill_s: float | None
-    kv_transfer_s: float | None
+    step_s: float
     roles: dict[str, RoleTimes]
-    category_s: dict[str, float]  # mean duration of one op of each category
+    category_s: dict[str, float]
     graph: Graph = field(repr=False)
     sim: SimResult = field(repr=False)
-    simulator: str = SIMULATOR
-
-    @property
-    def ttft_s(self) -> float | None:
-        """Prefill compute plus KV transfer (no queueing: that is the evaluator's part)."""
-        if self.prefill_s is None or self.kv_transfer_s is None:
-            return None
-        return self.prefill_s + self.kv_transfer_s
 
 
-def role_gpus(inp: ReplayInput) -> dict[str, tuple[int, ...]]:
-    """GPU ids of each decode-side role."""
-    d = inp.decode
-    if isinstance(d, AfdDecode):
-        return {"attention": tuple(d.attention_gpus), "ffn": tuple(d.ffn_gpus)}
-    return {d.role: tuple(d.gpus)}
-
-
-def replay(inp: ReplayInput) -> ReplayResult:
-    """Simulate one decode step and, when given, one prefill with its KV transfer."""
-    graph = decode_graph(inp.decode)
-    sim = simulate(graph, inp.topology)
-    step = sim.makespan
-    prefill_s = kv_s = None
-    if inp.prefill is not None:
-        pg, comp = prefill_graph(inp.prefill)
-        psim = simulate(pg, inp.topology)
-        prefill_s = float(psim.op_end[comp].max())
-        kv_s = psim.makespan - prefill_s
-    return ReplayResult(
-        step, prefill_s, kv_s, _roles(inp, graph, sim), _categories(graph, sim), graph, sim
-    )
-
-
-def _roles(inp: ReplayInput, graph: Graph, sim: SimResult) -> dict[str, RoleTimes]:
+def role_times(graph: Graph, sim: SimResult, gpus: ReplicaGpus) -> dict[str, RoleTimes]:
+    """Finish, busy time and utilisation of the replica's attention and FFN GPUs."""
     busy: dict[int, float] = {}
     for op in graph.ops:
         if op.kind == "compute":
             busy[op.gpus[0]] = busy.get(op.gpus[0], 0.0) + op.seconds
+    sides = {"attention" if gpus.ffn else "gpu": gpus.attention}
+    if gpus.ffn:
+        sides["ffn"] = gpus.ffn
     out = {}
-    for role, gpus in role_gpus(inp).items():
-        mean_busy = float(np.mean([busy.get(g, 0.0) for g in gpus]))
-        finish = max(sim.gpu_finish.get(g, 0.0) for g in gpus)
+    for role, ids in sides.items():
+        mean_busy = float(np.mean([busy.get(g, 0.0) for g in ids]))
+        finish = max(sim.gpu_finish.get(g, 0.0) for g in ids)
         util = mean_busy / sim.makespan if sim.makespan > 0 else 0.0
-        out[role] = RoleTimes(len(gpus), finish, mean_busy, util)
+        out[role] = RoleTimes(len(ids), finish, mean_busy, util)
     return out
 
 
-def _categories(graph: Graph, sim: SimResult) -> dict[str, float]:
+def categories(graph: Graph, sim: SimResult) -> dict[str, float]:
     """Mean duration per op category, from release to completion (includes contention)."""
     cats = np.array([op.category for op in graph.ops])
     dur = sim.op_end - sim.op_start

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from aicpp_opt.replay.run import ReplayResult  # noqa: E402
+from aicpp_opt.replay.run import SIMULATOR, ReplayResult  # noqa: E402
 
 COLOURS = {
     "attention": "#1f77b4",
@@ -64,10 +64,10 @@ def draw(result: ReplayResult, path: Path, title: str = "decode step") -> Path:
     mid = layers[len(layers) // 2] if layers else 0
     zoom_ops = [i for i, op in enumerate(result.graph.ops) if op.layer in (mid, mid + 1)]
     lo = min((result.sim.op_start[i] for i in zoom_ops), default=0.0)
-    hi = max((result.sim.op_end[i] for i in zoom_ops), default=result.tpot_s)
+    hi = max((result.sim.op_end[i] for i in zoom_ops), default=result.step_s)
     fig, axes = plt.subplots(2, 1, figsize=(14, 2.2 + 0.55 * len(gpus) * 2), dpi=110)
-    _panel(axes[0], result, lane, 0.0, result.tpot_s, labels=False)
-    axes[0].set_title(f"{title}: {result.tpot_s * 1e3:.3f} ms ({result.simulator})")
+    _panel(axes[0], result, lane, 0.0, result.step_s, labels=False)
+    axes[0].set_title(f"{title}: {result.step_s * 1e3:.3f} ms ({SIMULATOR})")
     _panel(axes[1], result, lane, lo, hi, labels=True)
     tagged = any(op.micro_batch >= 0 for op in result.graph.ops)
     note = " (bars labelled with their micro-batch)" if tagged else ""

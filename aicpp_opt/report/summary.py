@@ -9,27 +9,22 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from aicpp_opt.perf.evaluate import Evaluation
+from aicpp_opt.evaluate.evaluation import Evaluation
 from aicpp_opt.spec.plan import Plan, Role
-
-HEADLINE_KEYS = (
-    "ttft_ms",
-    "tpot_ms",
-    "throughput_tok_s",
-    "tok_s_per_gpu",
-    "tok_s_per_user",
-    "gpus_used",
-)
 
 
 def headline(ev: Evaluation) -> dict[str, float]:
-    """TTFT, TPOT (ms), fleet output tokens/s, per GPU, per user, GPUs used."""
+    """TTFT and TPOT at the SLO percentile and their means (ms), fleet output tokens/s, per
+    GPU, per user, request rate, GPUs used."""
     return {
-        "ttft_ms": ev.ttft.total * 1e3,
-        "tpot_ms": ev.tpot * 1e3,
+        "ttft_ms": ev.ttft.percentile * 1e3,
+        "ttft_mean_ms": ev.ttft.total * 1e3,
+        "tpot_ms": ev.tpot.percentile * 1e3,
+        "tpot_mean_ms": ev.tpot.mean * 1e3,
         "throughput_tok_s": ev.flow.output_tps,
         "tok_s_per_gpu": ev.flow.output_tps_per_gpu,
         "tok_s_per_user": ev.flow.output_tps_per_user,
+        "requests_per_s": ev.flow.arrival_rate,
         "gpus_used": ev.gpus,
     }
 
@@ -73,8 +68,11 @@ def numbers_table(columns: dict[str, dict[str, Any] | None]) -> Table:
     for n in names:
         t.add_column(n, justify="right")
     labels = {
-        "ttft_ms": "TTFT (ms)",
-        "tpot_ms": "TPOT (ms)",
+        "ttft_ms": "TTFT at SLO percentile (ms)",
+        "ttft_mean_ms": "TTFT mean (ms)",
+        "tpot_ms": "TPOT at SLO percentile (ms)",
+        "tpot_mean_ms": "TPOT mean (ms)",
+        "requests_per_s": "requests/s",
         "throughput_tok_s": "output tok/s",
         "tok_s_per_gpu": "tok/s per GPU",
         "tok_s_per_user": "tok/s per user",

@@ -79,6 +79,9 @@ class SearchSpace:
     max_micro_batches: int = 3
     max_batch_per_gpu: int = 512
     objective: str = "throughput"
+    mtp_drafts: tuple[int, ...] = (0, 1)
+    """MTP draft tokens per decode step the optimiser may choose (models without MTP layers
+    get 0 only)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,15 @@ def _search(data: Any) -> SearchSpace:
     where = "search"
     only_keys(
         data if isinstance(data, dict) else {},
-        {"modes", "tp_values", "max_ep", "max_micro_batches", "max_batch_per_gpu", "objective"},
+        {
+            "modes",
+            "tp_values",
+            "max_ep",
+            "max_micro_batches",
+            "max_batch_per_gpu",
+            "objective",
+            "mtp_drafts",
+        },
         where,
     )
     modes = data.get("modes", list(MODES))
@@ -173,7 +184,17 @@ def _search(data: Any) -> SearchSpace:
         max_micro_batches=integer(data.get("max_micro_batches", 3), "search.max_micro_batches"),
         max_batch_per_gpu=integer(data.get("max_batch_per_gpu", 512), "search.max_batch_per_gpu"),
         objective=text(data.get("objective", "throughput"), "search.objective", OBJECTIVES),
+        mtp_drafts=_mtp_drafts(data.get("mtp_drafts", [0, 1])),
     )
+
+
+def _mtp_drafts(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InputError("search.mtp_drafts", "must be a non-empty list of integers 0..8")
+    drafts = tuple(integer(d, f"search.mtp_drafts[{i}]", lo=0) for i, d in enumerate(raw))
+    if max(drafts) > 8:
+        raise InputError("search.mtp_drafts", f"at most 8 draft tokens, got {max(drafts)}")
+    return tuple(sorted(set(drafts)))
 
 
 def parse_instance(data: Any) -> Instance:

@@ -86,12 +86,19 @@ class SLO:
     percentile: float = 90.0
 
 
+MTP_ACCEPTANCE = 0.85
+"""Probability that a multi-token-prediction draft token is accepted: DeepSeek-V3 Technical
+Report (arXiv:2412.19437), section 5.4.3: "the acceptance rate of the second token prediction
+ranges between 85% and 90% across various generation topics"; the low end is the default."""
+
+
 @dataclass(frozen=True)
 class Workload:
     """Mean request lengths (tokens), the share of the prompt served from a cached prefix, SLOs.
 
     ``isl_cv`` / ``osl_cv`` are the coefficients of variation of a lognormal length
-    distribution (0: every request has the mean length)."""
+    distribution (0: every request has the mean length). ``mtp_acceptance``: the chance each
+    MTP draft token is accepted (draft i counts when drafts 1..i all are)."""
 
     name: str
     isl: float
@@ -100,6 +107,7 @@ class Workload:
     slo: SLO
     isl_cv: float = 0.0
     osl_cv: float = 0.0
+    mtp_acceptance: float = MTP_ACCEPTANCE
 
     @property
     def new_prompt_tokens(self) -> float:
@@ -135,6 +143,7 @@ _KEYS = {
     "tpot_ms",
     "percentile",
     "distribution",
+    "mtp_acceptance",
 }
 
 
@@ -168,7 +177,7 @@ def _slo(entry: dict, where: str) -> SLO:
         if "tpot_ms" in entry
         else base.tpot
     )
-    pct = num(entry.get("percentile", base.percentile), f"{where}.percentile", strict=True, hi=100)
+    pct = num(entry.get("percentile", base.percentile), f"{where}.percentile", strict=True, hi=99.9)
     return SLO(ttft=ttft, tpot=tpot, percentile=pct)
 
 
@@ -207,4 +216,7 @@ def parse_workload(entry: Any, where: str = "workload") -> Workload:
         slo=_slo(entry, where),
         isl_cv=isl_cv,
         osl_cv=osl_cv,
+        mtp_acceptance=num(
+            entry.get("mtp_acceptance", MTP_ACCEPTANCE), f"{where}.mtp_acceptance", hi=1.0
+        ),
     )

@@ -9,27 +9,48 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aicpp_opt.costs import CostModel
-from aicpp_opt.perf import build_context, decode_step, memory_per_gpu
-from aicpp_opt.perf.layers import moe_local, routed_experts
+from aicpp_opt.model.context import build_context
+from aicpp_opt.model.forward import expert_ops, shared_ops
+from aicpp_opt.model.memory import memory_per_gpu
+from aicpp_opt.model.ops import Side
+from aicpp_opt.model.routing import parse_routing
+from aicpp_opt.model.steps import decode_step
+from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.model import load_model
-from aicpp_opt.spec.plan import Shape
+from aicpp_opt.spec.plan import Role, Shape
 from calibrate.kernels import _filled
 
 
-def _ctx(model: str = "deepseek-v3.2", routing: str = "power_law_1.01"):
+def _ctx(model: str = "deepseek-v3.2", routing: str = "power_law_1.01", framework="sglang"):
     inst = load_instance("h200_hgx_9x8")
-    return build_context(inst, inst.workloads[0], model=load_model(model), routing=routing)
+    return build_context(
+        inst,
+        inst.workloads[0],
+        model=load_model(model),
+        routing=parse_routing(routing),
+        framework=framework,
+    )
+
+
+def _experts(ctx, tokens, tp, ep, prefill=False):
+    (op, *_) = expert_ops(ctx, "h200", tokens, tp, ep, prefill, Side.GPU)
+    return op.name, op.cost
 
 
 @pytest.mark.parametrize("ep", [8, 16, 64, 128, 256])
 @pytest.mark.parametrize("routing", ["balanced", "power_law_1.01"])
 def test_deepseek_experts_use_wide_ep_tables_in_both_phases(ep, routing):
     ctx = _ctx(routing=routing)
-    for decode, phase in ((True, "generation"), (False, "context")):
-        name, cost = routed_experts(ctx, "h200", 4 * ep, 1, ep, decode)
+    for prefill, phase in ((False, "generation"), (True, "context")):
+        name, cost = _experts(ctx, 4 * ep, 1, ep, prefill)
         assert "wide-EP" in name and "/moe_wideep [" in cost.source
         assert f"phase={phase}" in cost.source and f"distribution={routing}" in cost.source
+
+
+def test_the_wide_ep_table_is_sglang_s_other_frameworks_price_their_fused_kernel():
+    name, cost = _experts(_ctx(framework="vllm"), 64, 1, 8)
+    assert name == "routed experts (fused moe)" and cost.source.startswith("h200_sxm/vllm/moe [")
 
 
 @pytest.mark.parametrize(
@@ -38,7 +59,7 @@ def test_deepseek_experts_use_wide_ep_tables_in_both_phases(ep, routing):
 )
 def test_fused_moe_where_wide_ep_was_not_measured(model, tp, ep):
     """MoE TP > 1, an EP below the generation table's range, a shape the table lacks."""
-    name, cost = routed_experts(_ctx(model), "h200", 64, tp, ep, True)
+    name, cost = _experts(_ctx(model), 64, tp, ep)
     assert name == "routed experts (fused moe)" and "/moe [" in cost.source
 
 
@@ -55,18 +76,17 @@ def test_wide_ep_decode_is_cheaper_than_the_fused_kernel_at_ep_128():
 
 def test_shared_expert_table_where_measured_gemms_elsewhere():
     ctx = _ctx()
-    names = [n for n, _ in moe_local(ctx, ctx.pools["h200"], 32)]
+    names = [op.name for op in shared_ops(ctx, "h200", 32, False, Side.GPU)]
     assert names == ["router gemm", "shared expert mlp"]
-    b200 = build_context(
-        load_instance("hetero_h200_b200"), load_instance("hetero_h200_b200").workloads[0]
-    )
-    pool = next(p for p in b200.pools.values() if p.system == "b200_sxm")
-    names = [n for n, _ in moe_local(b200, pool, 32)]
+    inst = load_instance("hetero_h200_b200")
+    b200 = build_context(inst, inst.workloads[0], framework="sglang")
+    names = [op.name for op in shared_ops(b200, "b200", 32, False, Side.GPU)]
     assert "shared expert gate/up gemm" in names
 
 
 def test_decode_step_names_the_wide_ep_kernel():
-    step = decode_step(_ctx(), "h200", Shape(attn_tp=1, attn_dp=16, moe_tp=1, moe_ep=16), 32)
+    role = Role(RoleKind.DECODE, "h200", 1, (), Shape(1, 16, 1, 16), id="d")
+    step = decode_step(_ctx(), role, 32)
     assert any(op.name == "routed experts (wide-EP DeepEP+DeepGEMM)" for op in step.ops)
 
 

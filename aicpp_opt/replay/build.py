@@ -1,0 +1,199 @@
+"""From the op model to the simulator's operation graph: one replica's forward on its real GPUs,
+every layer and micro-batch, every op of ``aicpp_opt.model`` (never a display name).
+
+- Compute ops become one kernel per GPU of their side, with the op model's duration (the
+  measured tables: the same input the evaluator reads, none of its outputs).
+- Communication ops become what they move, timed by the simulator: TP all-reduces as ring
+  collectives over consecutive GPUs of the side; EP dispatch / combine as direct sends inside
+  each EP group (``gpus[t::moe_tp]``), each receiver's bytes in its routing share (the busiest
+  rank first); AFD exchanges as sends over the pairing (``direct``: each FFN GPU starts on its
+  own inputs; ``all_to_all``: it waits for its whole set's exchange;
+  ``allgather_reducescatter``: each attention GPU sends to one FFN GPU, then an all-gather,
+  and a reduce-scatter before the way back).
+- Dependencies are an engine's: layers in order; a micro-batch's layer waits for its own
+  previous layer; each GPU runs its kernels one at a time in program order (micro-batch 0 of a
+  layer, then 1, ...), so one micro-batch's communication overlaps another's compute. The
+  overlap is whatever the network and the order give: the schedule model is not assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aicpp_opt.model.ops import Forward, Op, Side, Stage, TransferKind
+from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.spec.plan import Shape
+
+CATEGORY = {
+    Stage.ATTENTION: "attention",
+    Stage.SHARED: "attention",
+    Stage.DENSE: "attention",
+    Stage.EXPERTS: "ffn",
+    Stage.STEP: "other",
+}
+COMM_CATEGORY = {
+    TransferKind.ALL_REDUCE: "tp",
+    TransferKind.ALL_GATHER: "tp",
+    TransferKind.REDUCE_SCATTER: "tp",
+    TransferKind.EP_DISPATCH: "ep_dispatch",
+    TransferKind.EP_COMBINE: "ep_combine",
+    TransferKind.A2F: "a2f",
+    TransferKind.F2A: "f2a",
+}
+
+
+@dataclass(frozen=True)
+class ReplicaGpus:
+    """Global GPU ids of one replica: its attention GPUs (a plain worker's GPUs), its FFN GPUs
+    (AFD) and the AFD pairing as (attention ids, FFN ids) groups."""
+
+    attention: tuple[int, ...]
+    ffn: tuple[int, ...] = ()
+    pairing: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
+
+    def side(self, side: Side) -> tuple[int, ...]:
+        return self.ffn if side == Side.FFN else self.attention
+
+
+class _Builder:
+    """Appends one replica's ops to a graph, tracking each (GPU, micro-batch)'s last op."""
+
+    def __init__(self, g: Graph, gpus: ReplicaGpus, shape: Shape, dispatch: str):
+        self.g, self.gpus, self.shape, self.dispatch = g, gpus, shape, dispatch
+        self.last: dict[tuple[int, int], int] = {}
+
+    def deps(self, gpu: int, mb: int) -> tuple[int, ...]:
+        return (self.last[gpu, mb],) if (gpu, mb) in self.last else ()
+
+    def add(self, op: Op, mb: int, layer: int) -> None:
+        where = {"micro_batch": mb, "layer": layer}
+        if op.transfer is None:
+            cat = CATEGORY[op.stage]
+            for gpu in self.gpus.side(op.side):
+                self.last[gpu, mb] = self.g.compute(
+                    gpu, op.seconds, op.name, cat, self.deps(gpu, mb), **where
+                )
+            return
+        kind = op.transfer.kind
+        if kind == TransferKind.ALL_REDUCE:
+            self._all_reduce(op, mb, where)
+        elif kind in (TransferKind.EP_DISPATCH, TransferKind.EP_COMBINE):
+            self._ep(op, mb, where, combine=kind == TransferKind.EP_COMBINE)
+        else:
+            self._afd(op, mb, where, back=kind == TransferKind.F2A)
+
+    def _all_reduce(self, op: Op, mb: int, where: dict) -> None:
+        members = self.gpus.side(op.side)
+        size = op.transfer.group
+        for i in range(0, len(members), size):
+            group = members[i : i + size]
+            deps = [d for m in group for d in self.deps(m, mb)]
+            cid = self.g.collective(
+                "all_reduce", group, op.transfer.nbytes, "ring", op.name, "tp", deps, **where
+            )
+            for m in group:
+                self.last[m, mb] = cid
+
+    def _send(self, src: int, dst: int, nbytes: float, op: Op, mb: int, where: dict) -> int:
+        cat = COMM_CATEGORY[op.transfer.kind]
+        return self.g.transfer(src, dst, nbytes, op.name, cat, self.deps(src, mb), **where)
+
+    def _sync(self, gpu: int, mb: int, inbound: list[int], label: str, where: dict) -> None:
+        deps = [*self.deps(gpu, mb), *inbound]
+        self.last[gpu, mb] = self.g.compute(gpu, 0.0, f"{label} done", "sync", deps, **where)
+
+    def _ep(self, op: Op, mb: int, where: dict, combine: bool) -> None:
+        t = op.transfer
+        gpus = self.gpus.attention
+        tp = self.shape.moe_tp
+        for members in (gpus[i::tp] for i in range(tp)):
+            n = len(members)
+            shares = t.shares or (1.0 / n,) * n
+            inbound: dict[int, list[int]] = {m: [] for m in members}
+            for i, a in enumerate(members):
+                others = 1.0 - shares[i]
+                for j, b in enumerate(members):
+                    if a == b:
+                        continue
+                    nbytes = t.nbytes * shares[j] / others
+                    src, dst = (b, a) if combine else (a, b)
+                    inbound[dst].append(self._send(src, dst, nbytes, op, mb, where))
+            for m in members:
+                self._sync(m, mb, inbound[m], op.name, where)
+
+    def _afd(self, op: Op, mb: int, where: dict, back: bool) -> None:
+        t = op.transfer
+        groups = list(self.gpus.pairing)
+        if self.dispatch == "all_to_all":
+            merged: dict[tuple[int, ...], list[int]] = {}
+            for atts, ffns in groups:
+                merged.setdefault(ffns, []).extend(atts)
+            groups = [(tuple(a), f) for f, a in merged.items()]
+        inbound: dict[int, list[int]] = {}
+        for atts, ffns in groups:
+            shares = t.shares or (1.0 / len(ffns),) * len(ffns)
+            gather = self.dispatch == "allgather_reducescatter" and len(ffns) > 1
+            if back and gather:
+                self._ffn_collective("reduce_scatter", ffns, t.nbytes * len(atts), op, mb, where)
+            sent: list[int] = []
+            for i, a in enumerate(atts):
+                if gather:
+                    targets: tuple = ((ffns[i % len(ffns)], 1.0),)
+                else:
+                    targets = tuple(zip(ffns, shares, strict=True))
+                for f, share in targets:
+                    src, dst = (f, a) if back else (a, f)
+                    tid = self._send(src, dst, t.nbytes * share, op, mb, where)
+                    inbound.setdefault(dst, []).append(tid)
+                    sent.append(tid)
+            if back:
+                continue
+            if gather:
+                self._ffn_collective("all_gather", ffns, t.nbytes * len(atts), op, mb, where, sent)
+            elif self.dispatch == "all_to_all":
+                for f in ffns:
+                    inbound[f] = sent
+        for gpu, ops in inbound.items():
+            self._sync(gpu, mb, ops, op.name, where)
+
+    def _ffn_collective(self, kind, ffns, nbytes, op, mb, where, extra=()) -> None:
+        deps = [d for f in ffns for d in self.deps(f, mb)] + list(extra)
+        cid = self.g.collective(
+            kind, ffns, nbytes, "ring", op.name, "ffn_collective", deps, **where
+        )
+        for f in ffns:
+            self.last[f, mb] = cid
+
+
+def forward_graph(
+    fwd: Forward,
+    gpus: ReplicaGpus,
+    shape: Shape,
+    dispatch: str = "",
+    graph: Graph | None = None,
+    after: dict[int, int] | None = None,
+) -> tuple[Graph, dict[int, int]]:
+    """Append one replica's forward to ``graph`` (a new one by default), every op waiting for
+    ``after[gpu]`` when given; returns the graph and each GPU's last op."""
+    g = graph if graph is not None else Graph()
+    b = _Builder(g, gpus, shape, dispatch)
+    k = fwd.micro_batches
+    if after:
+        for gpu, op in after.items():
+            for mb in range(k):
+                b.last[gpu, mb] = op
+    layer = 0
+    for block in fwd.blocks:
+        for _ in range(block.count):
+            for mb in range(k):
+                for op in block.ops:
+                    b.add(op, mb, layer)
+            layer += 1
+    for mb in range(k):
+        for op in fwd.step_ops:
+            b.add(op, mb, -1)
+    ends: dict[int, int] = {}
+    for gpu in dict.fromkeys((*gpus.attention, *gpus.ffn)):
+        deps = [b.last[gpu, mb] for mb in range(k) if (gpu, mb) in b.last]
+        ends[gpu] = g.compute(gpu, 0.0, "forward done", "sync", deps)
+    return g, ends

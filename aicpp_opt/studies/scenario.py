@@ -16,6 +16,7 @@ from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.opt.problem import make_problem
 from aicpp_opt.opt.replay_check import replay_checker
 from aicpp_opt.opt.solve import Outcome, solve
+from aicpp_opt.report.summary import headline
 from aicpp_opt.spec.instance import parse_instance
 from aicpp_opt.spec.plan import plan_to_dict
 from aicpp_opt.spec.workload import Workload
@@ -32,25 +33,33 @@ KEY_COLUMNS = (
     "slo_tpot_ms",
     "budget",
     "model",
+    "framework",
     "mode",
     "objective",
     "replay",
     "time_limit",
 )
+HEADLINE_COLUMNS = (
+    "gpus_used",
+    "throughput_tok_s",
+    "tok_s_per_gpu",
+    "tok_s_per_user",
+    "requests_per_s",
+    "ttft_ms",
+    "ttft_mean_ms",
+    "tpot_ms",
+    "tpot_mean_ms",
+)
+"""The evaluator's headline numbers (``report.summary.headline``): TTFT and TPOT at the SLO
+percentile, and their means."""
 RESULT_COLUMNS = (
     "status",
     "feasible",
     "reason",
     "plan_mode",
-    "gpus_used",
-    "throughput_tok_s",
-    "tok_s_per_gpu",
-    "tok_s_per_user",
-    "ttft_ms",
-    "tpot_ms",
-    "request_rate_rps",
-    "replay_ttft_ms",
+    *HEADLINE_COLUMNS,
     "replay_tpot_ms",
+    "replay_throughput_tok_s",
     "notes",
     "plan",
     "solve_seconds",
@@ -69,7 +78,8 @@ scenario was rejected (e.g. per-dollar on a pool without a price, or the solver'
 class Scenario:
     """Everything one solve needs, resolved: the instance (its name and the file's JSON text),
     the workload with the tier's SLO applied, the GPU budget (at most the instance's GPUs),
-    the model, the mode (``auto``: every mode the instance allows), the objective."""
+    the model, the serving framework whose tables price it, the mode (``auto``: every mode the
+    instance allows), the objective."""
 
     instance: str
     instance_json: str
@@ -77,6 +87,7 @@ class Scenario:
     slo_tier: str
     budget: int
     model: str
+    framework: str
     mode: str
     objective: str
     replay: bool
@@ -89,7 +100,7 @@ class Scenario:
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
         return (
             f"{self.instance}/{self.workload.name}/{self.slo_tier}/{self.budget:04d}gpu/"
-            f"{self.model}/{self.mode}/{self.objective}#{digest[:10]}"
+            f"{self.model}/{self.framework}/{self.mode}/{self.objective}#{digest[:10]}"
         )
 
     def key_row(self) -> dict[str, Any]:
@@ -103,6 +114,7 @@ class Scenario:
             "slo_tpot_ms": slo.tpot * 1e3,
             "budget": self.budget,
             "model": self.model,
+            "framework": self.framework,
             "mode": self.mode,
             "objective": self.objective,
             "replay": self.replay,
@@ -133,7 +145,7 @@ def solve_scenario(scenario: Scenario) -> dict[str, Any]:
     try:
         inst = replace(parse_instance(json.loads(s.instance_json)), model=s.model)
         modes = None if s.mode == "auto" else (s.mode,)
-        prob = make_problem(inst, s.workload, modes, s.budget, s.objective)
+        prob = make_problem(inst, s.workload, modes, s.budget, s.objective, s.framework)
         replayer = replay_checker(prob) if s.replay else None
         out = solve(prob, time_limit=s.time_limit, replay=replayer)
     except InfeasibleError as err:
@@ -154,15 +166,14 @@ def _outcome_columns(out: Outcome) -> dict[str, Any]:
         "feasible": True,
         "reason": "",
         "plan_mode": str(out.plan.mode),
-        "gpus_used": int(ev.gpus),
-        "throughput_tok_s": float(ev.flow.output_tps),
-        "tok_s_per_gpu": float(ev.flow.output_tps_per_gpu),
-        "tok_s_per_user": float(ev.flow.output_tps_per_user),
-        "ttft_ms": float(ev.ttft.total) * 1e3,
-        "tpot_ms": float(ev.tpot) * 1e3,
-        "request_rate_rps": float(ev.flow.arrival_rate),
-        "replay_ttft_ms": replayed.get("ttft_ms"),
-        "replay_tpot_ms": replayed.get("tpot_ms"),
+        **{k: _plain(v) for k, v in headline(ev).items()},
+        "replay_tpot_ms": _plain(replayed.get("tpot_ms")),
+        "replay_throughput_tok_s": _plain(replayed.get("throughput_tok_s")),
         "notes": "; ".join([*out.warnings, *ev.notes]),
         "plan": json.dumps(plan_to_dict(out.plan), sort_keys=True),
     }
+
+
+def _plain(value: Any) -> Any:
+    """Python numbers for JSON and parquet (the evaluator and the replay may give numpy's)."""
+    return value.item() if hasattr(value, "item") else value

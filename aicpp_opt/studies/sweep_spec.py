@@ -9,10 +9,13 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from aicpp_opt.costs import CostModel
 from aicpp_opt.errors import InputError
+from aicpp_opt.model.context import default_framework
 from aicpp_opt.opt.problem import INSTANCE_OBJECTIVES, OBJECTIVES
+from aicpp_opt.spec.enums import Framework, values
 from aicpp_opt.spec.instance import MODES, Instance, instance_path, parse_instance, read_json
-from aicpp_opt.spec.model import available_models
+from aicpp_opt.spec.model import available_models, load_model
 from aicpp_opt.spec.workload import PRESETS, SLO_TIERS, Workload, num, parse_workload, text
 from aicpp_opt.studies.scenario import OWN_SLO, Scenario
 
@@ -25,16 +28,12 @@ KEYS = (
     "slo_tiers",
     "budgets",
     "models",
+    "frameworks",
     "modes",
     "objectives",
     "replay",
     "time_limit",
 )
-NOT_YET = {
-    "frameworks": "not supported yet: the optimiser has no framework knob "
-    "(aicpp_opt.opt.problem.make_problem); remove the key",
-}
-"""Keys the issue names that the optimiser cannot honour yet: rejected, never ignored."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,7 @@ class SweepSpec:
     slo_tiers: tuple[str, ...]
     budgets: tuple[int | str, ...]
     models: tuple[str, ...] | None
+    frameworks: tuple[str, ...] | None
     modes: tuple[str, ...]
     objectives: tuple[str, ...] | None
     replay: bool
@@ -90,8 +90,6 @@ def parse_spec(data: Any) -> SweepSpec:
     if not isinstance(data, dict):
         raise InputError("SPEC", "must be a mapping of keys (instances, budgets, ...)")
     for key in data:
-        if key in NOT_YET:
-            raise InputError(str(key), NOT_YET[key])
         if key not in KEYS:
             raise InputError(str(key), f"unknown key; allowed: {', '.join(KEYS)}")
     if "instances" not in data:
@@ -105,6 +103,7 @@ def parse_spec(data: Any) -> SweepSpec:
         slo_tiers=_names(data, "slo_tiers", TIER_CHOICES) or (OWN_SLO,),
         budgets=_budgets(data) or (ALL_GPUS,),
         models=_names(data, "models", tuple(available_models())),
+        frameworks=_names(data, "frameworks", values(Framework)),
         modes=_names(data, "modes", MODE_CHOICES) or ("auto",),
         objectives=_names(data, "objectives", OBJECTIVES),
         replay=replay,
@@ -196,24 +195,38 @@ def _budget(inst: Instance, budget: int | str, notes: list[str]) -> int:
     return int(budget)
 
 
+def _default_framework(inst: Instance, model: str, where: str) -> str:
+    """The framework ``solve`` prices ``model`` with on this instance: the one whose tables on
+    the first pool's system cover most of what the model needs."""
+    try:
+        return default_framework(load_model(model), CostModel.load(inst.pools[0].system))
+    except InputError as err:
+        raise InputError(where, str(err)) from None
+
+
 def expand(spec: SweepSpec) -> Expansion:
-    """The cross product instances x workloads x SLO tiers x budgets x models x modes x
-    objectives, with each instance's defaults filled in; scenarios that resolve to the same
-    one (two budgets above the instance's size) are kept once, and the notes say so."""
+    """The cross product instances x workloads x SLO tiers x budgets x models x frameworks x
+    modes x objectives, with each instance's defaults filled in; scenarios that resolve to the
+    same one (two budgets above the instance's size) are kept once, and the notes say so."""
     scenarios: dict[str, Scenario] = {}
     notes: list[str] = []
     generated = 0
-    for loaded in spec.instances:
+    for i, loaded in enumerate(spec.instances):
         inst = loaded.instance
+        models = [
+            (m, fw)
+            for m in spec.models or (inst.model,)
+            for fw in spec.frameworks or (_default_framework(inst, m, f"instances[{i}]"),)
+        ]
         axes = product(
             _workloads(inst, spec.workloads),
             spec.slo_tiers,
             [_budget(inst, b, notes) for b in spec.budgets],
-            spec.models or (inst.model,),
+            models,
             spec.modes,
             spec.objectives or (INSTANCE_OBJECTIVES[inst.search.objective],),
         )
-        for wl, tier, budget, model, mode, objective in axes:
+        for wl, tier, budget, (model, framework), mode, objective in axes:
             generated += 1
             s = Scenario(
                 instance=inst.name,
@@ -222,6 +235,7 @@ def expand(spec: SweepSpec) -> Expansion:
                 slo_tier=tier,
                 budget=budget,
                 model=model,
+                framework=framework,
                 mode=mode,
                 objective=objective,
                 replay=spec.replay,

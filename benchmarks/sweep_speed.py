@@ -4,7 +4,8 @@ Runs ``aicpp-opt sweep`` on SPEC (default ``instances/sweeps/small_h200_16.yaml`
 small_h200_16 x 3 workloads x 2 SLO tiers x 4 budgets, replay off) end to end in a fresh process,
 into an empty folder (nothing to resume), with ``--executor local --workers 1``,
 ``local --workers 2`` and ``ray --workers 2`` (a local Ray instance the command starts), N times
-in rotation. Prints:
+in rotation (default 1: one round of the three took about 7 minutes on 2 busy shared cores; use
+``--runs 3`` for medians where that is affordable). Prints:
 
 - the median wall time of each and the speed-up of 2 workers over 1;
 - the sum of the scenarios' own ``solve_seconds`` (with 1 worker, the wall time minus it is the
@@ -55,7 +56,7 @@ def timed_sweep(spec: Path, options: list[str], out: Path) -> tuple[float, pd.Da
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--spec", type=Path, default=ROOT / "instances/sweeps/small_h200_16.yaml")
     a = parser.parse_args()
 

@@ -30,8 +30,8 @@ from aicpp_opt.studies.sweep_spec import expand, load_spec
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sweep(spec, executor, workers, address, out, quiet):
     """Solve every scenario of SPEC.yaml (instances x workloads x SLO tiers x budgets x models
-    x modes x objectives): one row each in a parquet/CSV table, a summary PNG, and a resume
-    log so a rerun solves only what is missing."""
+    x frameworks x modes x objectives): one row each in a parquet/CSV table, a summary PNG, and
+    a resume log so a rerun solves only what is missing."""
     start = time.perf_counter()
     where = Executor(executor, workers, address)
     expansion = expand(load_spec(spec))

@@ -164,6 +164,12 @@ def test_exceptions_become_errors_in_task_order():
     assert [r.error for r in results] == [None, "ValueError: math domain error", None]
 
 
+def test_tasks_see_the_environment_they_are_given():
+    name = "AICPP_OPT_SWEEP_TEST"
+    results = map_tasks(os.getenv, [name], Executor("local", workers=1), env={name: "1"})
+    assert [r.value for r in results] == ["1"] and os.getenv(name) is None
+
+
 def test_a_worker_that_dies_is_an_error_not_a_crash():
     (result,) = map_tasks(os._exit, [3], Executor("local", workers=1))
     assert result.value is None and "BrokenProcessPool" in result.error

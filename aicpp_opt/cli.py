@@ -12,11 +12,12 @@ from aicpp_opt.errors import InfeasibleError, InputError
 
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
-    "solve": "aicpp_opt.opt.cli:solve_command",
-    "frontier": "aicpp_opt.opt.cli:frontier",
-    "compare": "aicpp_opt.opt.cli:compare",
-    "evaluate": "aicpp_opt.evaluate.cli:evaluate",
-    "replay": "aicpp_opt.replay.cli:replay",
+    "solve": "aicpp_opt.commands.optimise:solve_command",
+    "size": "aicpp_opt.commands.optimise:size_command",
+    "frontier": "aicpp_opt.commands.optimise:frontier",
+    "compare": "aicpp_opt.commands.optimise:compare",
+    "evaluate": "aicpp_opt.commands.evaluate:evaluate",
+    "replay": "aicpp_opt.commands.replay:replay",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
     "sweep": "aicpp_opt.studies.cli:sweep",

@@ -1,11 +1,12 @@
 """Sweep speed, one command: ``python benchmarks/sweep_speed.py [--runs N] [--spec SPEC]``.
 
 Runs ``aicpp-opt sweep`` on SPEC (default ``instances/sweeps/small_h200_16.yaml``: 24 scenarios,
-small_h200_16 x 3 workloads x 2 SLO tiers x 4 budgets, replay off) end to end in a fresh process,
-into an empty folder (nothing to resume), with ``--executor local --workers 1``,
-``local --workers 2`` and ``ray --workers 2`` (a local Ray instance the command starts), N times
-in rotation (default 1: one round of the three took about 7 minutes on 2 busy shared cores; use
-``--runs 3`` for medians where that is affordable). Prints:
+small_h200_16 x 3 workloads x 2 SLO tiers x 4 budgets, replay off) end to end, each time in a
+fresh process, into an empty folder (nothing to resume) and with an empty capacity cache
+(``AICPP_OPT_CACHE``), so every run does the whole work: ``--executor local --workers 1``,
+``local --workers 2`` and ``ray --workers 2`` (a local Ray instance the command starts), N rounds
+(default 1: a round took 4 to 7 minutes on 2 busy shared cores; ``--runs 3`` gives medians).
+Prints:
 
 - the median wall time of each and the speed-up of 2 workers over 1;
 - the sum of the scenarios' own ``solve_seconds`` (with 1 worker, the wall time minus it is the
@@ -39,7 +40,9 @@ CONFIGS = {
 
 
 def timed_sweep(spec: Path, options: list[str], out: Path) -> tuple[float, pd.DataFrame]:
-    """Wall seconds of one ``aicpp-opt sweep`` in a fresh process, and its table."""
+    """Wall seconds of one ``aicpp-opt sweep`` in a fresh process with an empty capacity cache
+    of its own (every run does the whole work), and its table."""
+    cache = out.with_suffix(".cache")
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "aicpp_opt.cli", "sweep", str(spec), *options, "--quiet"]
@@ -47,6 +50,7 @@ def timed_sweep(spec: Path, options: list[str], out: Path) -> tuple[float, pd.Da
         cwd=ROOT,
         capture_output=True,
         text=True,
+        env={**os.environ, "AICPP_OPT_CACHE": str(cache)},
     )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:

@@ -1,5 +1,5 @@
 """`aicpp-opt calibrate`: regenerate cost tables (`kernels`) and print their fit errors
-(`report`). `aicpp_opt.replay.cli` adds `comm` to this group."""
+(`report`), and fit link models (`comm`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from aicpp_opt.costs.store import COST_TABLES_DIR
-from aicpp_opt.replay.cli import calibrate_comm
+from calibrate.comm import calibrate_comm
 
 
 @click.group()

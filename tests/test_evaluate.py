@@ -33,7 +33,8 @@ def test_every_op_names_its_table_model_or_simulation(nvl72, name):
     layers = {op["layer"] for r in result["roles"] for op in r["step"]["ops"]}
     assert {"dense", "moe", "step"} <= layers
     assert result["framework"] == "sglang"
-    assert {"mean", "p90"} <= set(result["tpot_ms"]) and {"mean", "p90"} <= set(result["ttft_ms"])
+    wl = result["workloads"][0]
+    assert {"mean", "p90"} <= set(wl["tpot_ms"]) and {"mean", "p90"} <= set(wl["ttft_ms"])
 
 
 def test_simulated_links_and_fallbacks_are_flagged(nvl72):

@@ -6,8 +6,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import aicpp_opt.replay.cli as replay_cli
 from aicpp_opt.cli import main
+from calibrate.comm import calibrate_comm
 
 AFD_PLAN = ["replay", "instances/h200_nvl72.json", "instances/plans/nvl72_afd.json"]
 
@@ -57,7 +57,7 @@ def test_bad_plan_is_one_line_exit_2(tmp_path):
 
 
 def test_calibrate_comm_rejects_a_missing_instance_and_needs_a_target():
-    group = click.Group(commands=[replay_cli.calibrate_comm])
+    group = click.Group(commands=[calibrate_comm])
     res = CliRunner().invoke(group, ["comm", "--instance", "/nope.json"])
     assert res.exit_code != 0 and "instance" in str(res.exception or res.output)
     res = CliRunner().invoke(group, ["comm"])

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from aicpp_opt.cli import main
 from aicpp_opt.errors import InputError
-from aicpp_opt.opt.problem import make_problem
 from aicpp_opt.report.sweep import bar_labels
+from aicpp_opt.search.problem import make_problem
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.studies.executor import Executor, map_tasks
 from aicpp_opt.studies.scenario import TIMING_COLUMNS, solve_scenario
@@ -122,7 +122,7 @@ def test_cross_product_counts_defaults_and_tiers():
     defaults = expand(parse_spec({"instances": [SMALL]})).scenarios
     assert [s.workload.name for s in defaults] == ["chat-relaxed", "coding-interactive"]
     inst = load_instance(SMALL)
-    solve_default = make_problem(inst, inst.workloads[0]).framework
+    solve_default = make_problem(inst, (inst.workloads[0],)).framework
     assert {(s.budget, s.model, s.framework, s.mode, s.objective) for s in defaults} == {
         (16, "deepseek-v3.2", solve_default, "auto", "throughput")
     }
@@ -212,7 +212,8 @@ one 141 GB H200, so a budget of 1 GPU has none."""
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same scenarios on local 1 (then again, to resume), local 2 via the CLI, and Ray 2."""
+    """The same scenarios on local 1 (then again, to resume), local 2 via the CLI, and Ray 2
+    (from scratch)."""
     out = tmp_path_factory.mktemp("sweep")
     scenarios = expand(parse_spec(RUN_SPEC)).scenarios
     said: list[str] = []
@@ -224,7 +225,13 @@ def runs(tmp_path_factory):
         main, ["sweep", str(spec), "--workers", "2", "--out", str(out / "two.parquet"), "--quiet"]
     )
     assert cli.exit_code == 0, cli.output
-    ray = run_sweep(scenarios, out / "ray.csv", Executor("ray", 2), said.append)
+    # Ray's workers start after this: an empty capacity cache of their own makes them compute
+    # every capacity rather than read what the local runs cached
+    ray_cache = tmp_path_factory.mktemp("ray-cache")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AICPP_OPT_CACHE", str(ray_cache))
+        ray = run_sweep(scenarios, out / "ray.csv", Executor("ray", 2), said.append)
+    assert any(ray_cache.iterdir())
     return {
         "dir": out,
         "first": first,

@@ -1,14 +1,19 @@
-"""``evaluate(plan, instance, workload)``: a fully specified plan in; per-role step breakdowns,
-TPOT and TTFT (mean and the SLO's percentile), the balanced request flow and throughput, memory
-per GPU and feasibility flags out. Composes the role-level functions of ``aicpp_opt.model``,
-which the optimiser calls too.
+"""``evaluate(plan, instance)``: a fully specified plan in; per role its step breakdown, memory,
+rate and capacity; per workload TPOT and TTFT (mean and the SLO's percentile) and its request
+flow; fleet throughput and feasibility flags out. Composes the role-level functions of
+``aicpp_opt.model``, which the optimiser calls too.
 
-The flow: the fleet runs at lambda = min(decode capacity, prefill capacity) requests/s: decode
-replicas full at their batch, unless prefill cannot feed them. TTFT = wait (lock-step prefill
-replicas; for aggregated roles the iteration in progress and the rank's prefill budget) +
-prefill compute + the KV transfer of the rank's batch over the link the placement gives. The
-percentile adds the wait's percentile (exponential tail) to the fixed parts; the TPOT
-percentile is per request (``model.steps``)."""
+Rates. Roles carry the requests/s they are planned for (``solve`` writes them). A role without
+one gets the balanced flow of its workload: the P/D roles run at min(prefill capacity, decode
+capacity), split in proportion to each role's capacity, and aggregated roles at their own
+capacity. A prefill role's requests go to the decode roles its routes name (every decode role of
+its workload by default), in proportion to their rates.
+
+TTFT = the wait (lock-step prefill replicas; for aggregated roles the iteration in progress and
+the rank's prefill budget) + prefill compute + the KV transfer of the rank's batch over the link
+the placement gives. Percentiles add the wait's percentile (exponential tail) to the fixed parts;
+TPOT's is per request (``model.steps``). A workload meets its SLO when every role serving it
+does: its percentile is the worst role's, its mean the rate-weighted one."""
 
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from dataclasses import dataclass, field
 
 from aicpp_opt.costs.curve import Latency
 from aicpp_opt.model.context import Context, build_context
-from aicpp_opt.model.fleet import Flow, balance, decode_capacity
 from aicpp_opt.model.forward import afd_domains, ffn_sets
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
 from aicpp_opt.model.queueing import lockstep_wait, ttft_queueing, wait_quantile
@@ -36,6 +40,10 @@ from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.plan import Plan, Role
 from aicpp_opt.spec.workload import Workload
+
+OVER_CAPACITY = 1e-6
+"""Relative excess of a role's planned rate over its capacity that still counts as within it
+(the solver's tolerance)."""
 
 
 @dataclass(frozen=True)
@@ -75,22 +83,63 @@ class Tpot:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """A workload's request flow (requests/s) and its output tokens/s."""
+
+    arrival_rate: float
+    prefill_capacity: float
+    decode_capacity: float
+    output_tps: float
+    output_tps_per_user: float
+
+    @property
+    def prefill_utilization(self) -> float:
+        cap = self.prefill_capacity
+        return self.arrival_rate / cap if cap else math.inf
+
+    def to_dict(self) -> dict:
+        return {
+            "arrival_rps": self.arrival_rate,
+            "prefill_capacity_rps": self.prefill_capacity,
+            "decode_capacity_rps": self.decode_capacity,
+            "prefill_utilization": self.prefill_utilization,
+            "output_tps": self.output_tps,
+            "output_tps_per_user": self.output_tps_per_user,
+        }
+
+
+@dataclass(frozen=True)
 class RoleResult:
+    """One role: its step (decode step, aggregated mean iteration or prefill), memory, planned
+    rate and capacity (requests/s), and its latencies (TPOT for decode and aggregated roles,
+    TTFT for prefill and aggregated ones)."""
+
     role: str
     kind: RoleKind
+    workload: str
     step: Step
     memory: dict[str, MemoryBreakdown]
+    rate: float
+    capacity: float
+    gpus: int
+    tpot: Tpot | None = None
+    ttft: Ttft | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadResult:
+    workload: Workload
+    tpot: Tpot
+    ttft: Ttft
+    flow: Flow
 
 
 @dataclass(frozen=True)
 class Evaluation:
     mode: str
-    workload: Workload
     framework: str
     roles: tuple[RoleResult, ...]
-    tpot: Tpot
-    ttft: Ttft
-    flow: Flow
+    workloads: tuple[WorkloadResult, ...]
     gpus: int
     flags: tuple[Flag, ...]
     notes: tuple[str, ...] = field(default=())
@@ -99,45 +148,87 @@ class Evaluation:
     def feasible(self) -> bool:
         return all(f.ok for f in self.flags)
 
+    @property
+    def workload(self) -> Workload:
+        return self.workloads[0].workload
+
+    @property
+    def tpot(self) -> Tpot:
+        """The first workload's TPOT (the only one of a single-workload plan)."""
+        return self.workloads[0].tpot
+
+    @property
+    def ttft(self) -> Ttft:
+        return self.workloads[0].ttft
+
+    @property
+    def flow(self) -> Flow:
+        return self.workloads[0].flow
+
+    @property
+    def output_tps(self) -> float:
+        """Output tokens/s of the whole fleet."""
+        return sum(w.flow.output_tps for w in self.workloads)
+
     def to_dict(self) -> dict:
-        slo = self.workload.slo
         return {
             "mode": self.mode,
-            "workload": self.workload.name,
             "framework": self.framework,
             "gpus": self.gpus,
             "feasible": self.feasible,
-            "slo": {
-                "ttft_ms": slo.ttft * 1e3,
-                "tpot_ms": slo.tpot * 1e3,
-                "percentile": slo.percentile,
-            },
-            "tpot_ms": {
-                "mean": self.tpot.mean * 1e3,
-                f"p{slo.percentile:g}": self.tpot.percentile * 1e3,
-                f"itl_p{slo.percentile:g}": self.tpot.itl_percentile * 1e3,
-            },
-            "ttft_ms": {
-                "mean": self.ttft.total * 1e3,
-                f"p{slo.percentile:g}": self.ttft.percentile * 1e3,
-                "queueing": self.ttft.queueing * 1e3,
-                "prefill": self.ttft.prefill * 1e3,
-                "kv_transfer": self.ttft.kv_transfer * 1e3,
-                "kv_source": self.ttft.kv_source,
-            },
-            "throughput": self.flow.to_dict(),
-            "roles": [
-                {
-                    "role": r.role,
-                    "kind": r.kind.value,
-                    "step": r.step.to_dict(),
-                    "memory": {k: v.to_dict() for k, v in r.memory.items()},
-                }
-                for r in self.roles
-            ],
+            "output_tps": self.output_tps,
+            "output_tps_per_gpu": self.output_tps / self.gpus if self.gpus else 0.0,
+            "workloads": [_workload_dict(w) for w in self.workloads],
+            "roles": [_role_dict(r) for r in self.roles],
             "flags": [{"name": f.name, "ok": f.ok, "reason": f.reason} for f in self.flags],
             "notes": list(self.notes),
         }
+
+
+def _latency_dict(value, p: str) -> dict | None:
+    if value is None:
+        return None
+    if isinstance(value, Tpot):
+        return {
+            "mean": value.mean * 1e3,
+            p: value.percentile * 1e3,
+            f"itl_{p}": value.itl_percentile * 1e3,
+        }
+    return {
+        "mean": value.total * 1e3,
+        p: value.percentile * 1e3,
+        "queueing": value.queueing * 1e3,
+        "prefill": value.prefill * 1e3,
+        "kv_transfer": value.kv_transfer * 1e3,
+        "kv_source": value.kv_source,
+    }
+
+
+def _workload_dict(w: WorkloadResult) -> dict:
+    slo = w.workload.slo
+    p = f"p{slo.percentile:g}"
+    return {
+        "workload": w.workload.name,
+        "slo": {"ttft_ms": slo.ttft * 1e3, "tpot_ms": slo.tpot * 1e3, "percentile": slo.percentile},
+        "tpot_ms": _latency_dict(w.tpot, p),
+        "ttft_ms": _latency_dict(w.ttft, p),
+        "throughput": w.flow.to_dict(),
+    }
+
+
+def _role_dict(r: RoleResult) -> dict:
+    return {
+        "role": r.role,
+        "kind": r.kind.value,
+        "workload": r.workload,
+        "rate_rps": r.rate,
+        "capacity_rps": r.capacity,
+        "gpus": r.gpus,
+        "step": r.step.to_dict(),
+        "memory": {k: v.to_dict() for k, v in r.memory.items()},
+        "tpot_ms": _latency_dict(r.tpot, "percentile"),
+        "ttft_ms": _latency_dict(r.ttft, "percentile"),
+    }
 
 
 def decode_memory(ctx: Context, role: Role) -> dict[str, MemoryBreakdown]:
@@ -203,11 +294,11 @@ def prefill_memory(ctx: Context, role: Role) -> dict[str, MemoryBreakdown]:
 
 
 def kv_link_domains(prefill: Role, decode: Role) -> int:
-    """1 when prefill and decode replicas share an NVLink domain, else 2."""
-    shared = {(p.pool, p.domain) for p in prefill.placement} & {
-        (p.pool, p.domain) for p in decode.placement
-    }
-    return 1 if shared else 2
+    """1 when every GPU of the prefill and decode roles sits in one NVLink domain (every KV
+    transfer stays on NVLink), else 2 (some cross the scale-out network; the TTFT percentile
+    takes that link)."""
+    domains = {(p.pool, p.domain) for p in (*prefill.placement, *decode.placement)}
+    return 1 if len(domains) == 1 else 2
 
 
 def kv_transfer(ctx: Context, prefill: Role, decode_pool: str, domains: int) -> Latency:
@@ -239,33 +330,6 @@ def _memory_flags(roles: tuple[RoleResult, ...]) -> list[Flag]:
     return flags
 
 
-def _latency_flags(ctx: Context, tpot: Tpot, ttft: Ttft, flow: Flow, keeps_up: bool) -> list:
-    slo = ctx.workload.slo
-    p = f"p{slo.percentile:g}"
-    return [
-        Flag(
-            "tpot",
-            bool(tpot.percentile <= slo.tpot),
-            f"TPOT {p} {tpot.percentile * 1e3:.2f} ms (mean {tpot.mean * 1e3:.2f}, ITL {p} "
-            f"{tpot.itl_percentile * 1e3:.2f}) vs SLO {slo.tpot * 1e3:g} ms at {p}",
-        ),
-        Flag(
-            "ttft",
-            bool(ttft.percentile <= slo.ttft),
-            f"TTFT {p} {ttft.percentile * 1e3:.1f} ms (mean {ttft.total * 1e3:.1f}: wait "
-            f"{ttft.queueing * 1e3:.1f} + prefill {ttft.prefill * 1e3:.1f} + KV "
-            f"{ttft.kv_transfer * 1e3:.2f}) vs SLO {slo.ttft * 1e3:g} ms at {p}",
-        ),
-        Flag(
-            "prefill keeps up",
-            bool(keeps_up and math.isfinite(ttft.queueing)),
-            f"prefill utilisation {flow.prefill_utilization:.2f} at {flow.arrival_rate:.2f} req/s "
-            f"(prefill capacity {flow.prefill_capacity:.2f}, decode capacity "
-            f"{flow.decode_capacity:.2f} req/s)",
-        ),
-    ]
-
-
 def agg_prefill_capacity(role: Role, workload: Workload, it: AggIteration) -> float:
     """Requests/s an aggregated role's prefill budgets absorb when every iteration is mixed."""
     budget_share = workload.new_prompt_tokens / role.chunk_tokens
@@ -295,50 +359,232 @@ def prefill_ttft(ctx: Context, role: Role, service: float, rate: float, kv: Late
     return Ttft(q.wait, service, kv.seconds, pct, kv.source)
 
 
-def _agg(ctx: Context, role: Role) -> tuple[RoleResult, Tpot, Ttft, Flow, bool]:
-    wl, shape = ctx.workload, role.shape
-    it: AggIteration = agg_iteration(ctx, role, role.batch_per_gpu)
-    accepted = accepted_tokens(role.mtp, wl.mtp_acceptance)
-    t_iter = it.mean.total
-    tpot = Tpot(t_iter / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it))
-    seqs = role.batch_per_gpu * shape.attention_gpus
-    dec_cap = decode_capacity(role.replicas, seqs * accepted, wl.osl, t_iter)
-    flow = balance(agg_prefill_capacity(role, wl, it), dec_cap, wl.osl, tpot.mean, role.gpus)
-    ttft = agg_ttft(ctx, role, it, flow.arrival_rate)
-    result = RoleResult(role.id, role.role, it.mean, decode_memory(ctx, role))
-    return result, tpot, ttft, flow, it.keeps_up
+def prefill_capacity(role: Role, service: float) -> float:
+    """Requests/s a prefill role completes when busy: its replicas' full batches."""
+    return role.replicas * role.batch * role.shape.attn_dp / service
 
 
-def _pd(
-    ctx: Context, plan: Plan, prefill_ctx: Context
-) -> tuple[tuple[RoleResult, ...], Tpot, Ttft, Flow, bool]:
-    pre = next(r for r in plan.roles if r.role == RoleKind.PREFILL)
-    dec = next(r for r in plan.roles if r.role == RoleKind.DECODE)
+def decode_rate_capacity(ctx: Context, role: Role, step: float) -> float:
+    """Requests/s a decode role finishes when full: sequences x accepted tokens per step /
+    (OSL x step)."""
+    seqs = role.replicas * role.batch_per_gpu * role.shape.attention_gpus
+    accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
+    return seqs * accepted / (ctx.workload.osl * step)
+
+
+@dataclass
+class _Roles:
+    """The roles of one workload being evaluated: steps, capacities, rates."""
+
+    results: dict[str, RoleResult] = field(default_factory=dict)
+    iterations: dict[str, AggIteration] = field(default_factory=dict)
+
+
+def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
+    """A decode or aggregated role's step, memory, capacity and TPOT (rate filled in later)."""
+    gpus = role.gpus
+    if role.role == RoleKind.AGG:
+        it = agg_iteration(ctx, role, role.batch_per_gpu)
+        acc.iterations[role.id] = it
+        accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
+        mean = it.mean.total
+        tpot = Tpot(mean / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it))
+        cap = min(
+            decode_rate_capacity(ctx, role, mean), agg_prefill_capacity(role, ctx.workload, it)
+        )
+        return RoleResult(
+            role.id,
+            role.role,
+            role.workload,
+            it.mean,
+            decode_memory(ctx, role),
+            0.0,
+            cap,
+            gpus,
+            tpot,
+        )
+    step = decode_step(ctx, role, role.batch_per_gpu)
+    t = step.total / accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
+    cap = decode_rate_capacity(ctx, role, step.total)
+    return RoleResult(
+        role.id,
+        role.role,
+        role.workload,
+        step,
+        decode_memory(ctx, role),
+        0.0,
+        cap,
+        gpus,
+        Tpot(t, t, step.total),
+    )
+
+
+def _rates(roles: list[Role], results: dict[str, RoleResult]) -> dict[str, float]:
+    """Each role's requests/s: as planned, else the balanced flow of its workload."""
+    rates = {r.id: r.rate for r in roles if r.rate is not None}
+    pre = [r for r in roles if r.role == RoleKind.PREFILL and r.rate is None]
+    dec = [r for r in roles if r.role == RoleKind.DECODE and r.rate is None]
+    for r in roles:
+        if r.role == RoleKind.AGG and r.rate is None:
+            rates[r.id] = results[r.id].capacity
+    if pre or dec:
+        planned_pre = sum(rates.get(r.id, 0.0) for r in roles if r.role == RoleKind.PREFILL)
+        planned_dec = sum(rates.get(r.id, 0.0) for r in roles if r.role == RoleKind.DECODE)
+        cap_pre = sum(results[r.id].capacity for r in pre)
+        cap_dec = sum(results[r.id].capacity for r in dec)
+        flow = min(planned_pre + cap_pre, planned_dec + cap_dec)
+        for group, planned, cap in ((pre, planned_pre, cap_pre), (dec, planned_dec, cap_dec)):
+            free = max(flow - planned, 0.0)
+            for r in group:
+                rates[r.id] = free * results[r.id].capacity / cap if cap else 0.0
+    return rates
+
+
+def _routes(plan: Plan, pre: Role, rates: dict[str, float]) -> list[tuple[Role, float]]:
+    """(decode role, share of ``pre``'s requests) for the decode roles it feeds."""
+    named = [r for r in plan.routes if r.prefill == pre.id]
+    if named and all(r.rate is not None for r in named):
+        total = sum(r.rate for r in named)
+        return [(plan.role(r.decode), r.rate / total if total else 0.0) for r in named]
+    targets = (
+        [plan.role(r.decode) for r in named]
+        if named
+        else plan.serving(pre.workload, RoleKind.DECODE)
+    )
+    total = sum(rates[d.id] for d in targets)
+    return [(d, rates[d.id] / total if total else 1.0 / len(targets)) for d in targets]
+
+
+def _evaluate_workload(
+    ctx: Context, prefill_ctx: Context, plan: Plan, name: str
+) -> tuple[list[RoleResult], WorkloadResult, list[Flag]]:
     wl = ctx.workload
-    step = decode_step(ctx, dec, dec.batch_per_gpu)
-    accepted = accepted_tokens(dec.mtp, wl.mtp_acceptance)
-    t = step.total / accepted
-    tpot = Tpot(t, t, step.total)
-    p_step = prefill_step(prefill_ctx, pre)
-    service = p_step.total
-    seqs = dec.batch_per_gpu * dec.shape.attention_gpus
-    flow = balance(
-        pre.replicas * pre.batch * pre.shape.attn_dp / service,
-        decode_capacity(dec.replicas, seqs * accepted, wl.osl, step.total),
-        wl.osl,
-        t,
-        pre.gpus + dec.gpus,
-    )
-    kv = kv_transfer(ctx, pre, dec.pool, kv_link_domains(pre, dec))
-    ttft = prefill_ttft(ctx, pre, service, flow.arrival_rate, kv)
-    roles = (
-        RoleResult(pre.id, pre.role, p_step, prefill_memory(ctx, pre)),
-        RoleResult(dec.id, dec.role, step, decode_memory(ctx, dec)),
-    )
-    return roles, tpot, ttft, flow, True
+    roles = [r for r in plan.roles if r.workload == name]
+    acc = _Roles()
+    for role in roles:
+        if role.role != RoleKind.PREFILL:
+            acc.results[role.id] = _decode_like(ctx, role, acc)
+        else:
+            step = prefill_step(prefill_ctx, role)
+            acc.results[role.id] = RoleResult(
+                role.id,
+                role.role,
+                role.workload,
+                step,
+                prefill_memory(ctx, role),
+                0.0,
+                prefill_capacity(role, step.total),
+                role.gpus,
+            )
+    rates = _rates(roles, acc.results)
+    flags: list[Flag] = []
+    results = []
+    for role in roles:
+        res = acc.results[role.id]
+        rate = rates[role.id]
+        ttft = res.ttft
+        if role.role == RoleKind.AGG:
+            ttft = agg_ttft(ctx, role, acc.iterations[role.id], rate)
+        elif role.role == RoleKind.PREFILL:
+            ttft = _prefill_ttft(ctx, plan, role, res.step.total, rate, rates)
+        res = RoleResult(
+            res.role,
+            res.kind,
+            res.workload,
+            res.step,
+            res.memory,
+            rate,
+            res.capacity,
+            res.gpus,
+            res.tpot,
+            ttft,
+        )
+        results.append(res)
+        keeps = rate <= res.capacity * (1 + OVER_CAPACITY)
+        if role.role == RoleKind.AGG:
+            keeps = keeps and acc.iterations[role.id].keeps_up
+        if ttft is not None:
+            keeps = keeps and math.isfinite(ttft.queueing)
+        flags.append(
+            Flag(
+                f"{role.id} keeps up",
+                bool(keeps),
+                f"{rate:.2f} req/s of a capacity of {res.capacity:.2f} req/s",
+            )
+        )
+    result = _workload_result(wl, results)
+    return results, result, flags + _latency_flags(result, name)
 
 
-def _extrapolation_notes(roles: tuple[RoleResult, ...]) -> list[str]:
+def _prefill_ttft(ctx, plan, role, service, rate, rates) -> Ttft:
+    """The TTFT of ``role``'s requests: its queue and service, and the KV transfer to the
+    decode roles it feeds (rate-weighted mean; the slowest link for the percentile)."""
+    routes = _routes(plan, role, rates)
+    kvs = [(kv_transfer(ctx, role, d.pool, kv_link_domains(role, d)), share) for d, share in routes]
+    worst = max(kvs, key=lambda pair: pair[0].seconds)[0]
+    mean_kv = sum(kv.seconds * share for kv, share in kvs)
+    t = prefill_ttft(ctx, role, service, rate, worst)
+    return Ttft(t.queueing, t.prefill, mean_kv, t.percentile, worst.source)
+
+
+def _workload_result(wl: Workload, results: list[RoleResult]) -> WorkloadResult:
+    serving = [r for r in results if r.kind != RoleKind.PREFILL]
+    feeding = [r for r in results if r.ttft is not None]
+    arrival = sum(r.rate for r in serving)
+
+    def mean(values, weights):
+        total = sum(weights)
+        return sum(v * w for v, w in zip(values, weights, strict=True)) / total if total else 0.0
+
+    rates = [r.rate for r in serving]
+    tpot = Tpot(
+        mean([r.tpot.mean for r in serving], rates),
+        max(r.tpot.percentile for r in serving),
+        max(r.tpot.itl_percentile for r in serving),
+    )
+    frates = [r.rate for r in feeding]
+    ttft = Ttft(
+        mean([r.ttft.queueing for r in feeding], frates),
+        mean([r.ttft.prefill for r in feeding], frates),
+        mean([r.ttft.kv_transfer for r in feeding], frates),
+        max(r.ttft.percentile for r in feeding),
+        "; ".join(dict.fromkeys(r.ttft.kv_source for r in feeding)),
+    )
+    agg_cap = sum(r.capacity for r in serving if r.kind == RoleKind.AGG)
+    pre_cap = sum(r.capacity for r in results if r.kind == RoleKind.PREFILL)
+    dec_cap = sum(r.capacity for r in serving if r.kind == RoleKind.DECODE)
+    flow = Flow(
+        arrival,
+        pre_cap + agg_cap,
+        dec_cap + agg_cap,
+        arrival * wl.osl,
+        1.0 / tpot.mean if tpot.mean else 0.0,
+    )
+    return WorkloadResult(wl, tpot, ttft, flow)
+
+
+def _latency_flags(w: WorkloadResult, name: str) -> list[Flag]:
+    slo = w.workload.slo
+    p = f"p{slo.percentile:g}"
+    tpot, ttft = w.tpot, w.ttft
+    return [
+        Flag(
+            f"tpot {name}",
+            bool(tpot.percentile <= slo.tpot),
+            f"TPOT {p} {tpot.percentile * 1e3:.2f} ms (mean {tpot.mean * 1e3:.2f}, ITL {p} "
+            f"{tpot.itl_percentile * 1e3:.2f}) vs SLO {slo.tpot * 1e3:g} ms at {p}",
+        ),
+        Flag(
+            f"ttft {name}",
+            bool(ttft.percentile <= slo.ttft),
+            f"TTFT {p} {ttft.percentile * 1e3:.1f} ms (mean {ttft.total * 1e3:.1f}: wait "
+            f"{ttft.queueing * 1e3:.1f} + prefill {ttft.prefill * 1e3:.1f} + KV "
+            f"{ttft.kv_transfer * 1e3:.2f}) vs SLO {slo.ttft * 1e3:g} ms at {p}",
+        ),
+    ]
+
+
+def _extrapolation_notes(roles: list[RoleResult]) -> list[str]:
     notes = []
     for r in roles:
         ext = sorted({op.name for op in r.step.ops if op.cost.extrapolated})
@@ -352,41 +598,80 @@ def _extrapolation_notes(roles: tuple[RoleResult, ...]) -> list[str]:
     return notes
 
 
-def evaluate_context(ctx: Context, plan: Plan, prefill_ctx: Context | None = None) -> Evaluation:
-    """Evaluate ``plan`` in a built context (the optimiser reuses one context for many plans).
-    ``prefill_ctx`` prices the P/D prefill role in another context (the optimiser takes prefill
-    service times, per-shape constants it never linearises, from the measured grids)."""
-    agg = next((r for r in plan.roles if r.role == RoleKind.AGG), None)
-    if agg is not None:
-        result, tpot, ttft, flow, keeps_up = _agg(ctx, agg)
-        roles: tuple[RoleResult, ...] = (result,)
-    else:
-        roles, tpot, ttft, flow, keeps_up = _pd(ctx, plan, prefill_ctx or ctx)
-    flags = _latency_flags(ctx, tpot, ttft, flow, keeps_up) + _memory_flags(roles)
+Contexts = dict[str, Context]
+
+
+def evaluate_context(
+    ctx: Context | Contexts, plan: Plan, prefill_ctx: Context | Contexts | None = None
+) -> Evaluation:
+    """Evaluate ``plan`` in built contexts, one per workload it serves (a single context serves
+    every role when the plan has one workload). ``prefill_ctx`` prices the P/D prefill roles
+    in other contexts (the optimiser takes prefill service times, per-shape constants it never
+    linearises, from the measured grids)."""
+    ctxs = ctx if isinstance(ctx, dict) else {name: ctx for name in plan.workloads}
+    pre = prefill_ctx or ctxs
+    pres = pre if isinstance(pre, dict) else {name: pre for name in plan.workloads}
+    results: list[RoleResult] = []
+    workloads: list[WorkloadResult] = []
+    flags: list[Flag] = []
+    for name in plan.workloads:
+        roles, result, wflags = _evaluate_workload(ctxs[name], pres[name], plan, name)
+        results += roles
+        workloads.append(result)
+        flags += wflags
+    order = {r.id: i for i, r in enumerate(plan.roles)}
+    results.sort(key=lambda r: order[r.role])
+    flags += _memory_flags(tuple(results))
+    first = ctxs[plan.workloads[0]]
     notes = [
-        f"framework {ctx.framework}; routing {ctx.routing.name}; TPOT and TTFT judged at "
-        f"p{ctx.workload.slo.percentile:g} (per-request TPOT; TTFT wait on an exponential tail)"
+        f"framework {first.framework}; routing {first.routing.name}; TPOT and TTFT judged at "
+        f"the SLO percentile (per-request TPOT; TTFT wait on an exponential tail)"
     ]
-    notes += [n for r in roles for n in r.step.notes]
-    notes += _extrapolation_notes(roles)
-    if any(r.afd is not None for r in plan.roles):
-        role = next(r for r in plan.roles if r.afd is not None)
-        link = "one NVLink domain" if afd_domains(ctx, role) == 1 else "the scale-out network"
-        notes.append(f"AFD unit: attention and FFN sides talk over {link}")
-    if not math.isfinite(ttft.total):
-        notes.append("TTFT is infinite: the prefill queue is saturated")
+    notes += [n for r in results for n in r.step.notes]
+    notes += _extrapolation_notes(results)
+    for role in plan.roles:
+        if role.afd is not None:
+            link = afd_domains(first, role) == 1
+            where = "one NVLink domain" if link else "the scale-out network"
+            notes.append(f"{role.id}: AFD attention and FFN sides talk over {where}")
+    if any(not math.isfinite(w.ttft.total) for w in workloads):
+        notes.append("a TTFT is infinite: a prefill queue is saturated")
     return Evaluation(
         plan.mode,
-        ctx.workload,
-        ctx.framework,
-        roles,
-        tpot,
-        ttft,
-        flow,
+        first.framework,
+        tuple(results),
+        tuple(workloads),
         sum(r.gpus for r in plan.roles),
         tuple(flags),
         tuple(dict.fromkeys(notes)),
     )
+
+
+def contexts(
+    instance: Instance,
+    plan: Plan,
+    *,
+    surrogate: str = "measured",
+    pipeline: str = "pipelined",
+    routing: Routing = DEFAULT_ROUTING,
+) -> Contexts:
+    """One context per workload the plan serves, all for the plan's framework and sharing one
+    set of cost models."""
+    out: Contexts = {}
+    tables = None
+    for name in plan.workloads:
+        ctx = build_context(
+            instance,
+            instance.workload(name),
+            framework=plan.framework,
+            routing=routing,
+            surrogate=surrogate,
+            pipeline=pipeline,
+            tables=tables,
+        )
+        tables = ctx.costs
+        out[name] = ctx
+    return out
 
 
 def evaluate_plan(
@@ -399,15 +684,19 @@ def evaluate_plan(
     routing: Routing = DEFAULT_ROUTING,
     ctx: Context | None = None,
 ) -> Evaluation:
-    """Evaluate a plan on an instance for a workload (default: the instance's first), priced
-    with the plan's framework (default: the model's best-covered one)."""
-    if ctx is None:
+    """Evaluate a plan on an instance, priced with the plan's framework (default: the model's
+    best-covered one). ``workload`` overrides the workload a single-workload plan serves."""
+    if ctx is not None:
+        return evaluate_context(ctx, plan)
+    if workload is not None:
         ctx = build_context(
             instance,
-            workload or instance.workloads[0],
+            workload,
             framework=plan.framework,
             routing=routing,
             surrogate=surrogate,
             pipeline=pipeline,
         )
-    return evaluate_context(ctx, plan)
+        return evaluate_context(ctx, plan)
+    ctxs = contexts(instance, plan, surrogate=surrogate, pipeline=pipeline, routing=routing)
+    return evaluate_context(ctxs, plan)

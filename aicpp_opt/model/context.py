@@ -98,11 +98,14 @@ class Context:
         i = bisect.bisect_left(xs, x)
         return float(ys[i]) if i < len(xs) else math.inf
 
-    def axis_max(self, pool: str, op: str, axis: str) -> float:
-        """Largest measured value of a numeric axis of ``op`` on ``pool``'s system."""
-        key = ("axis_max", pool, op, axis)
+    def axis_max(self, pool: str, op: str, axis: str, **match: Any) -> float:
+        """Largest measured value of a numeric axis of ``op`` on ``pool``'s system (among the
+        series whose other axes equal ``match``, where given and present)."""
+        key = ("axis_max", pool, op, axis, tuple(sorted(match.items())))
         if key not in self._curves:
-            self._curves[key] = max(k[axis] for k in self.costs[pool].table(op).keys)
+            keys = self.costs[pool].table(op).keys
+            same = [k for k in keys if all(k.get(a, v) == v for a, v in match.items())]
+            self._curves[key] = max(k[axis] for k in same or keys)
         return self._curves[key]
 
     def system(self, pool: str) -> Any:
@@ -188,7 +191,7 @@ def build_context(
         raise InputError("surrogate", f"unknown {surrogate!r}; use {' or '.join(SURROGATES)}")
     if pipeline not in PIPELINES:
         raise InputError("pipeline", f"unknown {pipeline!r}; use {' or '.join(PIPELINES)}")
-    model = model or load_model(instance.model)
+    model = model or load_model(instance.model_of(workload))
     if framework is None:
         first = (tables or {}).get(instance.pools[0].name) or CostModel.load(
             instance.pools[0].system

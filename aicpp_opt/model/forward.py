@@ -116,10 +116,12 @@ def group_domains(ctx: Context, pool: str, gpus: int) -> int:
 
 
 def afd_domains(ctx: Context, role: Role) -> int:
-    """1 when an AFD unit's attention and FFN GPUs share one NVLink domain (its placement puts
-    replica 0 in one domain; without a placement, when both sides fit one domain of one pool),
-    else 2: A<->F traffic crosses the scale-out network."""
+    """1 when an AFD unit's attention and FFN GPUs share one NVLink domain (as the unit says;
+    else its placement puts replica 0 in one domain; without a placement, when both sides fit
+    one domain of one pool), else 2: A<->F traffic crosses the scale-out network."""
     a = role.afd
+    if a.colocated is not None:
+        return 1 if a.colocated else 2
     if role.placement:
         first = role.placement[0]
         unit = a.attention_gpus + a.ffn_gpus
@@ -143,7 +145,16 @@ def _gemm(ctx: Context, pool: str, name: str, stage: Stage, side: Side, m, n, k,
 def _context_attention(ctx: Context, pool: str, op: str, span: Span, **axes) -> Latency:
     """Prefill attention of tokens [start, end) with the prefix cached: f(end) - f(start), at
     least f(end - start). Exact for the linear (projection) and causal-quadratic parts; the
-    floor keeps fixed overheads when the prefix is long."""
+    floor keeps fixed overheads when the prefix is long. Less than one request (a micro-batch's
+    share of one prompt) is that share of one request's time, flagged as extrapolated."""
+    if span.requests < 1:
+        one = _context_attention(ctx, pool, op, replace(span, requests=1.0), **axes)
+        return replace(
+            one,
+            seconds=one.seconds * span.requests,
+            extrapolated=True,
+            source=f"{span.requests:g} x {one.source} (a share of one request)",
+        )
     b = span.requests
     full = ctx.cost(pool, op, span.end, batch=b, **axes)
     part = ctx.cost(pool, op, span.end - span.start, batch=b, **axes)
@@ -161,6 +172,24 @@ def _context_attention(ctx: Context, pool: str, op: str, span: Span, **axes) -> 
     return part
 
 
+def _decode_attention(ctx: Context, pool: str, op: str, load: Load, **axes) -> Latency:
+    """Decode attention at the load's mean context; a context beyond the longest measured one
+    is that one's time scaled by the context ratio (decode attention reads the KV cache, so it
+    grows linearly with the context), flagged as extrapolated."""
+    top = ctx.axis_max(pool, op, "context", **axes)
+    if load.context <= top:
+        return ctx.cost(pool, op, load.decode_tokens, context=load.context, **axes)
+    edge = ctx.cost(pool, op, load.decode_tokens, context=top, **axes)
+    ratio = load.context / top
+    return replace(
+        edge,
+        seconds=edge.seconds * ratio,
+        extrapolated=True,
+        source=f"{edge.source} x {ratio:.3f} (context {load.context:g} beyond the measured "
+        f"{top:g}, scaled linearly)",
+    )
+
+
 def _mtp_note(load: Load) -> str:
     return " (verifying MTP drafts: read at 1 + d sequences)" if load.query_tokens > 1 else ""
 
@@ -176,9 +205,7 @@ def attention_ops(
     if a.kind in ("mla", "dsa"):
         heads = {"num_heads": a.num_heads // tp, "kv_dtype": kv}
         if load.decode_seqs:
-            cost = ctx.cost(
-                pool, f"{a.kind}_generation", load.decode_tokens, context=load.context, **heads
-            )
+            cost = _decode_attention(ctx, pool, f"{a.kind}_generation", load, **heads)
             ops.append(Op(f"{a.kind} decode attention module{_mtp_note(load)}", st, side, cost))
         for span in load.spans:
             cost = _context_attention(ctx, pool, f"{a.kind}_context", span, **heads)
@@ -196,9 +223,7 @@ def attention_ops(
         w = m.dtypes.weights
         ops.append(_gemm(ctx, pool, "qkv projection", st, side, load.tokens, qkv, h, w))
         if load.decode_seqs:
-            cost = ctx.cost(
-                pool, "attention_generation", load.decode_tokens, context=load.context, **heads
-            )
+            cost = _decode_attention(ctx, pool, "attention_generation", load, **heads)
             ops.append(Op(f"decode attention{_mtp_note(load)}", st, side, cost))
         for span in load.spans:
             cost = _context_attention(ctx, pool, "attention_context", span, **heads)

@@ -14,8 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import solve_banded
-from scipy.special import gammaincc
-from scipy.stats import poisson
+from scipy.special import gammaincc, gammaln
 
 SATURATED = 1e-9
 """Utilisation within this of 1 is saturation (a fleet balanced on its prefill capacity sits at
@@ -107,6 +106,13 @@ def _batch_queue(a: float, batch: int) -> tuple[float, float]:
     return math.inf, 1.0
 
 
+def _poisson_pmf(k: np.ndarray, a: float) -> np.ndarray:
+    """P(A = k) for A ~ Poisson(a), 0 for negative k (log-space, so large k and a are safe)."""
+    kk = np.maximum(k, 0)
+    out = np.exp(kk * math.log(a) - a - gammaln(kk + 1)) if a > 0 else (kk == 0) * 1.0
+    return np.where(k >= 0, out, 0.0)
+
+
 def _carry_over(a: float, batch: int, size: int) -> np.ndarray:
     """Stationary law of O' = max(O + A - batch, 0), A ~ Poisson(a), on 0..size-1.
 
@@ -124,13 +130,13 @@ def _carry_over(a: float, batch: int, size: int) -> np.ndarray:
     d = np.arange(-lower, upper + 1)[:, None]  # o = k + d
     o = k[None, :] + d
     # band[upper - d, o - 1] holds row k's coefficient of pi_o
-    coef = np.where((o >= 1) & (o <= n), poisson.pmf(k[None, :] + batch - o, a), 0.0)
+    coef = np.where((o >= 1) & (o <= n), _poisson_pmf(k[None, :] + batch - o, a), 0.0)
     band = np.zeros((upper + lower + 1, n))
     rows = np.broadcast_to(upper - d, o.shape)
     ok = (o >= 1) & (o <= n)
     band[rows[ok], o[ok] - 1] = -coef[ok]
     band[upper] += 1.0
-    rhs = poisson.pmf(k + batch, a)  # the pi_0 = 1 term
+    rhs = _poisson_pmf(k + batch, a)  # the pi_0 = 1 term
     pi = np.concatenate([[1.0], np.clip(solve_banded((lower, upper), band, rhs), 0.0, None)])
     return pi / pi.sum()
 

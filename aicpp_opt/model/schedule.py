@@ -25,6 +25,7 @@ so the step equals the sum of its listed lines."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from aicpp_opt.costs.curve import Latency
 from aicpp_opt.model.ops import Block, Forward, LayerClass, Side, Stage
@@ -121,7 +122,7 @@ class Step:
     cycles: tuple[tuple[str, Cycle], ...] = ()
     notes: tuple[str, ...] = field(default=())
 
-    @property
+    @cached_property
     def total(self) -> float:
         return sum(op.total for op in self.ops)
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-
-from scipy import stats
+from statistics import NormalDist
 
 from aicpp_opt.model.context import Context
 from aicpp_opt.model.forward import Load, Span, forward
@@ -67,7 +66,11 @@ def merge(steps: list[Step], weights: list[float], tags: list[str] | None = None
     ops: list[OpCost] = []
     for i, (step, w) in enumerate(zip(steps, weights, strict=True)):
         tag = f" [{tags[i]}]" if tags else ""
-        ops += [replace(op, name=op.name + tag, count=op.count * w) for op in step.ops if w]
+        if w:
+            ops += [
+                OpCost(op.name + tag, op.layer, op.stage, op.side, op.count * w, op.cost)
+                for op in step.ops
+            ]
     cycles = tuple(c for s in steps for c in s.cycles)
     notes = tuple(dict.fromkeys(n for s in steps for n in s.notes))
     return Step(tuple(ops), cycles, notes)
@@ -197,7 +200,7 @@ def agg_tpot_percentile(ctx: Context, role: Role, it: AggIteration) -> float:
     wl = ctx.workload
     accepted = accepted_tokens(role.mtp, wl.mtp_acceptance)
     n = max(1.0, (wl.osl - 1) / accepted)
-    z = stats.norm.ppf(wl.slo.percentile / 100)
+    z = NormalDist().inv_cdf(wl.slo.percentile / 100)
     s = it.share
     mixed = min(n, max(0.0, n * s + z * math.sqrt(n * s * (1 - s))))
     t_dec, t_mix = it.decode_only.total, it.mixed.total

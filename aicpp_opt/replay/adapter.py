@@ -117,30 +117,97 @@ def _prefill(ctx: Context, role: Role, gpus: ReplicaGpus, decode_gpus: tuple[int
     return g, sim, float(max(sim.op_end[d] for d in done)), sim.makespan
 
 
-@dataclass
-class ReplayReport:
-    """Replayed TPOT, prefill and KV transfer of a plan, its throughput at those times, per-role
-    times, and what produced them. ``astra``: AstraSim's result, the text of its error, or None
-    when it was not asked for."""
+@dataclass(frozen=True)
+class RoleReplay:
+    """One role's replica 0 on the simulator: its step (decode step; aggregated: the steady
+    state's mean iteration, with the prefill-carrying one in ``mixed_step_s``), TPOT, or its
+    prefill forwards and KV transfer; and the requests/s the role's replicas finish at those
+    times."""
 
-    tpot_s: float
+    role: str
+    kind: RoleKind
+    workload: str
     step_s: float
+    tpot_s: float | None
     prefill_s: float | None
     kv_transfer_s: float | None
+    mixed_step_s: float | None
+    rate_capacity: float
+
+    def to_dict(self) -> dict:
+        ms = {
+            k: None if v is None else v * 1e3
+            for k, v in (
+                ("step_ms", self.step_s),
+                ("tpot_ms", self.tpot_s),
+                ("prefill_ms", self.prefill_s),
+                ("kv_transfer_ms", self.kv_transfer_s),
+                ("mixed_step_ms", self.mixed_step_s),
+            )
+        }
+        return {
+            "role": self.role,
+            "kind": self.kind.value,
+            "workload": self.workload,
+            **ms,
+            "capacity_rps": self.rate_capacity,
+        }
+
+
+@dataclass
+class ReplayReport:
+    """Every role's replayed times, the fleet's throughput at those times (per workload the
+    balanced flow), and what produced them. ``result`` is the first serving role's graph and
+    simulation (timeline, AstraSim). ``astra``: AstraSim's result, the text of its error, or
+    None when it was not asked for."""
+
+    roles: tuple[RoleReplay, ...]
     throughput_tps: float
     gpus_used: int
     result: ReplayResult = field(repr=False)
-    mixed_step_s: float | None = None
     simulator: str = SIMULATOR
     astra: object = None
     timeline: Path | None = None
 
+    def role(self, role_id: str) -> RoleReplay:
+        return next(r for r in self.roles if r.role == role_id)
+
+    @property
+    def _serving(self) -> list[RoleReplay]:
+        return [r for r in self.roles if r.kind != RoleKind.PREFILL]
+
+    @property
+    def tpot_s(self) -> float:
+        """The slowest serving role's TPOT."""
+        return max(r.tpot_s for r in self._serving)
+
+    @property
+    def step_s(self) -> float:
+        """The first serving role's step (the one ``result`` holds)."""
+        return self._serving[0].step_s
+
+    @property
+    def mixed_step_s(self) -> float | None:
+        return self._serving[0].mixed_step_s
+
+    @property
+    def prefill_s(self) -> float | None:
+        """The slowest prefill role's forwards (None without prefill roles)."""
+        pre = [r.prefill_s for r in self.roles if r.prefill_s is not None]
+        return max(pre) if pre else None
+
+    @property
+    def kv_transfer_s(self) -> float | None:
+        kv = [r.kv_transfer_s for r in self.roles if r.kv_transfer_s is not None]
+        return max(kv) if kv else None
+
     @property
     def ttft_s(self) -> float | None:
-        """Prefill and KV transfer without queueing."""
-        if self.prefill_s is None:
+        """Prefill and KV transfer without queueing (the slowest prefill role)."""
+        pre = [r for r in self.roles if r.prefill_s is not None]
+        if not pre:
             return None
-        return self.prefill_s + (self.kv_transfer_s or 0.0)
+        return max(r.prefill_s + (r.kv_transfer_s or 0.0) for r in pre)
 
     def to_dict(self) -> dict:
         out = {
@@ -154,16 +221,50 @@ class ReplayReport:
             "gpus_used": self.gpus_used,
             "simulator": self.simulator,
             "queueing": "not modelled by the network replay",
+            "roles": [r.to_dict() for r in self.roles],
         }
         if self.mixed_step_s is not None:
             out["mixed_step_ms"] = self.mixed_step_s * 1e3
         return out
 
 
+def _serving_role(ctx: Context, role: Role, gpus: ReplicaGpus, topo):
+    """(RoleReplay, graph, simulation) of a decode or aggregated role's replica 0."""
+    wl = ctx.workload
+    accepted = accepted_tokens(role.mtp, wl.mtp_acceptance)
+    mixed_s = None
+    if role.role == RoleKind.AGG:
+        loads = agg_loads(ctx, role, role.batch_per_gpu)
+        graph, sim = _run(ctx, role, loads.decode, gpus, topo)
+        _, mixed_sim = _run(ctx, role, loads.mixed, gpus, topo)
+        mixed_s = mixed_sim.makespan
+        step = (1 - loads.share) * sim.makespan + loads.share * mixed_s
+        ranks = role.replicas * role.shape.attn_dp
+        prefill_rate = ranks * role.chunk_tokens / (wl.new_prompt_tokens * mixed_s)
+    else:
+        graph, sim = _run(ctx, role, decode_load(ctx, role, role.batch_per_gpu), gpus, topo)
+        step = sim.makespan
+        prefill_rate = math.inf
+    seqs = role.replicas * role.batch_per_gpu * role.shape.attention_gpus
+    rate = min(seqs * accepted / (wl.osl * step), prefill_rate)
+    rep = RoleReplay(
+        role.id, role.role, role.workload, step, step / accepted, None, None, mixed_s, rate
+    )
+    return rep, graph, sim
+
+
+def _kv_target(plan: Plan, pre: Role) -> Role:
+    """The decode role a prefill role's replica 0 sends its KV to: its first route's."""
+    named = [r.decode for r in plan.routes if r.prefill == pre.id]
+    if named:
+        return plan.role(named[0])
+    return plan.serving(pre.workload, RoleKind.DECODE)[0]
+
+
 def replay_plan(
     plan: Plan,
     instance: Instance,
-    workload: Workload,
+    workload: Workload | None = None,
     *,
     routing: Routing = DEFAULT_ROUTING,
     astra_sim: str | None = None,
@@ -171,56 +272,67 @@ def replay_plan(
     timeline: str | None = None,
     astra_timeout: float | None = None,
 ) -> ReplayReport:
-    """Replay ``plan`` on the built-in simulator; optionally draw its timeline, write Chakra
-    traces and run AstraSim (whose errors are kept in ``astra``, never raised)."""
-    ctx = build_context(instance, workload, framework=plan.framework, routing=routing)
+    """Replay every role of ``plan`` on the built-in simulator (``workload`` overrides the
+    workload of a single-workload plan); optionally draw the first serving role's timeline,
+    write its Chakra traces and run AstraSim (whose errors are kept in ``astra``, never
+    raised)."""
+    ctxs: dict[str, Context] = {}
+    tables = None
+    for name in plan.workloads:
+        wl = workload if workload is not None else instance.workload(name)
+        ctx = build_context(instance, wl, framework=plan.framework, routing=routing, tables=tables)
+        ctxs[name], tables = ctx, ctx.costs
     topo = network(instance)
     ids = gpu_ids(plan, instance)
-    main = next(r for r in plan.roles if r.role != RoleKind.PREFILL)
-    gpus = replica0(main, ids[main.id])
-    wl = workload
-    accepted = accepted_tokens(main.mtp, wl.mtp_acceptance)
-    mixed_s = None
-    if main.role == RoleKind.AGG:
-        loads = agg_loads(ctx, main, main.batch_per_gpu)
-        graph, sim = _run(ctx, main, loads.decode, gpus, topo)
-        _, mixed_sim = _run(ctx, main, loads.mixed, gpus, topo)
-        mixed_s = mixed_sim.makespan
-        step = (1 - loads.share) * sim.makespan + loads.share * mixed_s
-        prefill_rate = (
-            main.replicas
-            * main.shape.attn_dp
-            * main.chunk_tokens
-            / (wl.new_prompt_tokens * mixed_s)
-        )
-    else:
-        graph, sim = _run(ctx, main, decode_load(ctx, main, main.batch_per_gpu), gpus, topo)
-        step = sim.makespan
-        prefill_rate = math.inf
-    seqs = main.replicas * main.batch_per_gpu * main.shape.attention_gpus
-    decode_rate = seqs * accepted / (wl.osl * step)
-    prefill_s = kv_s = None
-    pre = next((r for r in plan.roles if r.role == RoleKind.PREFILL), None)
-    if pre is not None:
-        p_gpus = replica0(pre, ids[pre.id])
-        _, _, prefill_s, end = _prefill(ctx, pre, p_gpus, gpus.attention, topo)
-        kv_s = end - prefill_s
-        prefill_rate = pre.replicas * pre.batch * pre.shape.attn_dp / prefill_s
-    result = ReplayResult(step, role_times(graph, sim, gpus), categories(graph, sim), graph, sim)
+    replays: dict[str, RoleReplay] = {}
+    first = None
+    for role in plan.roles:
+        if role.role != RoleKind.PREFILL:
+            rep, graph, sim = _serving_role(
+                ctxs[role.workload], role, replica0(role, ids[role.id]), topo
+            )
+            replays[role.id] = rep
+            if first is None:
+                first = (role, graph, sim, replica0(role, ids[role.id]), ctxs[role.workload])
+    for role in plan.roles:
+        if role.role == RoleKind.PREFILL:
+            target = _kv_target(plan, role)
+            dec_gpus = replica0(target, ids[target.id]).attention
+            ctx = ctxs[role.workload]
+            _, _, prefill_s, end = _prefill(ctx, role, replica0(role, ids[role.id]), dec_gpus, topo)
+            rate = role.replicas * role.batch * role.shape.attn_dp / prefill_s
+            replays[role.id] = RoleReplay(
+                role.id,
+                role.role,
+                role.workload,
+                prefill_s,
+                None,
+                prefill_s,
+                end - prefill_s,
+                None,
+                rate,
+            )
+    tps = 0.0
+    for name in plan.workloads:
+        mine = [replays[r.id] for r in plan.roles if r.workload == name]
+        agg = sum(r.rate_capacity for r in mine if r.kind == RoleKind.AGG)
+        dec = sum(r.rate_capacity for r in mine if r.kind == RoleKind.DECODE)
+        pre = sum(r.rate_capacity for r in mine if r.kind == RoleKind.PREFILL)
+        tps += (agg + min(dec, pre)) * ctxs[name].workload.osl
+    role, graph, sim, gpus, ctx = first
+    result = ReplayResult(
+        replays[role.id].step_s, role_times(graph, sim, gpus), categories(graph, sim), graph, sim
+    )
     report = ReplayReport(
-        step / accepted,
-        step,
-        prefill_s,
-        kv_s,
-        min(decode_rate, prefill_rate) * wl.osl,
+        tuple(replays[r.id] for r in plan.roles),
+        tps,
         sum(r.gpus for r in plan.roles),
         result,
-        mixed_s,
     )
     if timeline:
         from aicpp_opt.replay.timeline import draw
 
-        report.timeline = draw(result, Path(timeline), f"{plan.mode} decode step")
+        report.timeline = draw(result, Path(timeline), f"{role.id} decode step")
     if astra_sim or trace_dir:
         report.astra = _astra(graph, topo, ctx, astra_sim, trace_dir, astra_timeout)
     return report

@@ -1,8 +1,10 @@
-"""``aicpp-opt frontier``: the best plan per GPU budget and mode, and the per-GPU vs per-user
-front, for capacity planners. Writes ``frontier.csv``, ``frontier.json`` and ``frontier.png``.
+"""``aicpp-opt frontier``: the best plan per GPU budget and mode for capacity planners, and
+optionally the per-GPU vs per-user front of a TPOT sweep. Writes ``frontier.csv``,
+``frontier.json`` and ``frontier.png``.
 
-The front: per mode, the per-GPU objective is solved at the largest budget for a sweep of TPOT
-targets; each target trades tokens/s per user (1 / TPOT) against tokens/s per GPU."""
+Per mode the capacities are settled once and one MILP is re-solved per budget (the budget is a
+mutable parameter). The front: per mode, the per-GPU objective at the largest budget for each
+TPOT target (each target trades tokens/s per user, 1 / TPOT, against tokens/s per GPU)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from aicpp_opt.errors import InfeasibleError
-from aicpp_opt.opt.problem import make_problem
-from aicpp_opt.opt.solve import solve
 from aicpp_opt.report.summary import describe_shape, headline
+from aicpp_opt.search.problem import make_problem
+from aicpp_opt.search.solve import Outcome, solve_budgets
 from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.workload import Workload
 
-TPOT_SWEEP_MS = (15, 20, 25, 30, 40, 50, 70, 100)
 COLUMNS = (
     "kind",
     "mode",
@@ -39,15 +40,12 @@ COLUMNS = (
 )
 
 
-def _row(kind, mode, budget, tpot_slo, prob_fn) -> dict:
+def _row(kind: str, mode: str, budget: int, tpot_slo: float, got: Outcome | InfeasibleError):
     row = {"kind": kind, "mode": mode, "budget": budget, "tpot_slo_ms": tpot_slo}
-    try:
-        out = solve(prob_fn())
-    except InfeasibleError as err:
-        return {**row, "feasible": False, "reason": str(err)}
-    ev = out.evaluated
-    shapes = "; ".join(f"{r.role} x{r.replicas}: {describe_shape(r)}" for r in out.plan.roles)
-    return {**row, "feasible": True, **headline(ev), "plan": shapes, "reason": ""}
+    if isinstance(got, InfeasibleError):
+        return {**row, "feasible": False, "reason": str(got)}
+    shapes = "; ".join(f"{r.id} x{r.replicas}: {describe_shape(r)}" for r in got.plan.roles)
+    return {**row, "feasible": True, **headline(got.evaluated), "plan": shapes, "reason": ""}
 
 
 def run_frontier(
@@ -58,29 +56,24 @@ def run_frontier(
     modes: tuple[str, ...],
     tpots_ms: list[float],
     out_dir: Path,
+    objective: str = "throughput",
 ) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     top = max(budgets)
-    jobs = [("budget", m, b, workload.slo.tpot * 1e3) for b in budgets for m in modes]
-    jobs += [("front", m, top, t) for m in modes for t in tpots_ms]
+    slo_ms = workload.slo.tpot * 1e3
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("solving", total=len(jobs))
-        for kind, mode, budget, tpot_ms in jobs:
-            wl = replace(workload, slo=replace(workload.slo, tpot=tpot_ms / 1e3))
-            objective = "throughput" if kind == "budget" else "per-gpu"
-            rows.append(
-                _row(
-                    kind,
-                    mode,
-                    budget,
-                    tpot_ms,
-                    lambda wl=wl, mode=mode, budget=budget, objective=objective: make_problem(
-                        instance, wl, (mode,), budget, objective
-                    ),
-                )
-            )
+        task = progress.add_task("solving", total=len(modes) * (1 + len(tpots_ms)))
+        for mode in modes:
+            prob = make_problem(instance, (workload,), (mode,), objective=objective)
+            for b, got in zip(budgets, solve_budgets(prob, budgets), strict=True):
+                rows.append(_row("budget", mode, b, slo_ms, got))
             progress.advance(task)
+            for tpot_ms in tpots_ms:
+                wl = replace(workload, slo=replace(workload.slo, tpot=tpot_ms / 1e3))
+                prob = make_problem(instance, (wl,), (mode,), top, "per-gpu")
+                rows.append(_row("front", mode, top, tpot_ms, solve_budgets(prob, [top])[0]))
+                progress.advance(task)
     _write(rows, out_dir)
     _plot(rows, modes, out_dir / "frontier.png", instance.name, workload.name)
     console.print(f"wrote {out_dir / 'frontier.csv'}, frontier.json and frontier.png")
@@ -102,27 +95,31 @@ def _plot(rows: list[dict], modes: tuple[str, ...], path: Path, name: str, wl: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    front = any(r["kind"] == "front" for r in rows)
+    fig, axes = plt.subplots(1, 2 if front else 1, figsize=(12 if front else 6.5, 4.5))
+    left = axes[0] if front else axes
     for mode in modes:
         pts = [r for r in rows if r["kind"] == "budget" and r["mode"] == mode and r["feasible"]]
         left.plot(
             [r["budget"] for r in pts], [r["throughput_tok_s"] for r in pts], "o-", label=mode
         )
-        front = [r for r in rows if r["kind"] == "front" and r["mode"] == mode and r["feasible"]]
-        front.sort(key=lambda r: r["tok_s_per_user"])
-        right.plot(
-            [r["tok_s_per_user"] for r in front],
-            [r["tok_s_per_gpu"] for r in front],
-            "o-",
-            label=mode,
-        )
+        if front:
+            pts = [r for r in rows if r["kind"] == "front" and r["mode"] == mode and r["feasible"]]
+            pts.sort(key=lambda r: r["tok_s_per_user"])
+            axes[1].plot(
+                [r["tok_s_per_user"] for r in pts],
+                [r["tok_s_per_gpu"] for r in pts],
+                "o-",
+                label=mode,
+            )
     left.set(xlabel="GPU budget", ylabel="output tokens/s", title=f"{name} · {wl}")
-    right.set(
-        xlabel="tokens/s per user (1 / TPOT)",
-        ylabel="tokens/s per GPU",
-        title="per-GPU vs per-user front (TPOT sweep)",
-    )
-    for ax in (left, right):
+    if front:
+        axes[1].set(
+            xlabel="tokens/s per user (1 / TPOT)",
+            ylabel="tokens/s per GPU",
+            title="per-GPU vs per-user front (TPOT sweep)",
+        )
+    for ax in axes if front else [axes]:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

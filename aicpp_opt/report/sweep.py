@@ -1,5 +1,6 @@
 """The summary figure of a sweep: output tokens/s per scenario, one panel per instance and
-workload, bars coloured by the chosen serving mode, scenarios without a plan marked by status.
+workload, bars coloured by the chosen serving mode, scenarios without a plan that holds marked
+by their status (infeasible, rejected, bad-input, crashed).
 Reads the sweep table's columns (``instance``, ``workload``, ``feasible``, ``status``,
 ``plan_mode``, ``throughput_tok_s`` and the axes that label the bars)."""
 
@@ -52,7 +53,7 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> None:
         ax.barh(list(y), values, color=[colours.get(m, "grey") for m in group["plan_mode"]])
         for i, (feasible, status) in enumerate(zip(ok, group["status"], strict=True)):
             if not feasible:
-                ax.text(top * 0.01, i, f"no plan ({status})", va="center", fontsize=7, color="red")
+                ax.text(top * 0.01, i, status, va="center", fontsize=7, color="red")
         ax.set_yticks(list(y), group["label"], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlim(0, top * 1.05)

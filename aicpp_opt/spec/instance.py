@@ -11,6 +11,7 @@ from typing import Any
 
 from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.errors import InputError
+from aicpp_opt.spec.model import available_models
 from aicpp_opt.spec.workload import (
     Workload,
     integer,
@@ -92,6 +93,13 @@ class Instance:
     model: str
     workloads: tuple[Workload, ...]
     search: SearchSpace
+    mix: tuple[tuple[str, float], ...] = ()
+    """Traffic shares of the workloads served together (summing to 1); empty: one workload is
+    served at a time."""
+
+    def model_of(self, workload: Workload) -> str:
+        """The model a workload's requests go to."""
+        return workload.model or self.model
 
     def pool(self, name: str, field: str = "pool") -> Pool:
         for pool in self.pools:
@@ -201,7 +209,9 @@ def parse_instance(data: Any) -> Instance:
     """Validate a decoded instance JSON object."""
     if not isinstance(data, dict):
         raise InputError("instance", "must be a JSON object")
-    only_keys(data, {"name", "description", "cluster", "model", "workloads", "search"}, "instance")
+    only_keys(
+        data, {"name", "description", "cluster", "model", "workloads", "search", "mix"}, "instance"
+    )
     cluster = req(data, "cluster", "instance")
     pools_raw = req(cluster, "pools", "cluster")
     if not isinstance(pools_raw, list) or not pools_raw:
@@ -214,14 +224,50 @@ def parse_instance(data: Any) -> Instance:
     if not isinstance(wl_raw, list) or not wl_raw:
         raise InputError("workloads", "must be a non-empty list of presets or objects")
     workloads = tuple(parse_workload(w, f"workloads[{i}]") for i, w in enumerate(wl_raw))
+    names = [w.name for w in workloads]
+    if len(set(names)) != len(names):
+        raise InputError(
+            "workloads", f"workload names must be unique (give each a name), got {names}"
+        )
+    model = text(req(data, "model", "instance"), "model")
+    for i, w in enumerate(workloads):
+        _known_model(w.model, f"workloads[{i}].model")
+    _known_model(model, "model")
     return Instance(
         name=text(data.get("name", "instance"), "name"),
         description=str(data.get("description", "")),
         pools=pools,
-        model=text(req(data, "model", "instance"), "model"),
+        model=model,
         workloads=workloads,
         search=_search(data.get("search")),
+        mix=parse_mix(data.get("mix"), workloads, "mix"),
     )
+
+
+def _known_model(name: str | None, field: str) -> None:
+    if name is not None and name not in available_models() and not Path(name).is_file():
+        raise InputError(
+            field, f"unknown model {name!r}; use one of {', '.join(available_models())}"
+        )
+
+
+def parse_mix(
+    data: Any, workloads: tuple[Workload, ...], field: str
+) -> tuple[tuple[str, float], ...]:
+    """Workload shares of the traffic: an object {workload name: share} (shares are normalised
+    to sum to 1)."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict) or not data:
+        raise InputError(field, 'must be an object like {"chat-relaxed": 0.7, "coding": 0.3}')
+    known = [w.name for w in workloads]
+    shares = {}
+    for name, share in data.items():
+        if name not in known:
+            raise InputError(f"{field}.{name}", f"is not a workload of the instance; use {known}")
+        shares[name] = num(share, f"{field}.{name}", strict=True)
+    total = sum(shares.values())
+    return tuple((name, share / total) for name, share in shares.items())
 
 
 def read_json(path: str | Path, field: str) -> Any:

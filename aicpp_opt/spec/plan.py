@@ -1,7 +1,10 @@
-"""Plans: the serving mode and, per worker role, pool, GPUs, placement, parallel shape and batch.
+"""Plans: any number of worker roles, each with its pool, GPUs, placement, parallel shape, batch,
+the workload it serves and the request rate it is planned for, and the routes from prefill to
+decode roles.
 
-Validated against the instance (pools, GPU budget, NVLink domains) and the model's expert count
-so that the evaluator only ever sees plans that can be deployed."""
+Validated against the instance (pools, workloads, GPU budget, NVLink domains) and the model's
+expert count so that the evaluator only ever sees plans that can be deployed. Plan files of the
+single-role era (``mode`` plus one agg role, or one prefill and one decode role) still read."""
 
 from __future__ import annotations
 
@@ -13,23 +16,18 @@ from typing import Any
 from aicpp_opt.errors import InputError
 from aicpp_opt.spec.enums import Dispatch, Framework, Mode, RoleKind, values
 from aicpp_opt.spec.instance import Instance, read_json
+from aicpp_opt.spec.model import load_model
 from aicpp_opt.spec.workload import integer, num, only_keys, req, text
 
 PLAN_MODES = values(Mode)
 ROLES = values(RoleKind)
 DISPATCH = values(Dispatch)
-MODE_ROLES = {
-    Mode.AGG: {RoleKind.AGG},
-    Mode.PD: {RoleKind.PREFILL, RoleKind.DECODE},
-    Mode.AFD: {RoleKind.AGG},
-    Mode.AFD_PD: {RoleKind.PREFILL, RoleKind.DECODE},
-}
-AFD_ROLE = {Mode.AFD: RoleKind.AGG, Mode.AFD_PD: RoleKind.DECODE}
+MIXED = "mixed"
+"""The summary mode of a plan whose roles serve in more than one mode."""
 MAX_MICRO_BATCHES = 16
 """More micro-batches than this split a step into slivers no engine runs."""
 MAX_MTP_DRAFT_TOKENS = 8
 """Draft tokens per decode step beyond which no engine's speculative decoding is configured."""
-"""The role an AFD mode disaggregates: the aggregated worker (it prefills too) or P/D decode."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,9 @@ class Afd:
     ffn_pool: str
     dispatch: Dispatch
     pairing: tuple[PairGroup, ...]
+    colocated: bool | None = None
+    """Both sides of every unit in one NVLink domain (A<->F over NVLink), or not (over the
+    scale-out network); None: read from the placement."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class Role:
     iteration per attention-DP rank). ``micro_batches``: how many micro-batches a forward is
     split into so one's communication overlaps another's compute (1: no overlap; 2: two-batch
     overlap; an AFD unit's K). ``mtp``: draft tokens per decode step of multi-token prediction
-    (0: off). ``id`` names the role in the plan."""
+    (0: off). ``id`` names the role in the plan; ``workload`` the workload it serves (empty: the
+    instance's first); ``rate`` the requests/s it is planned for (None: the evaluator balances
+    the roles of a workload on their capacities)."""
 
     role: RoleKind
     pool: str
@@ -99,6 +102,15 @@ class Role:
     micro_batches: int = 1
     mtp: int = 0
     id: str = ""
+    workload: str = ""
+    rate: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """The serving mode this role is part of (prefill roles feed P/D decode roles)."""
+        if self.role == RoleKind.AGG:
+            return Mode.AFD if self.afd is not None else Mode.AGG
+        return Mode.AFD_PD if self.afd is not None else Mode.PD
 
     @property
     def gpus_per_replica(self) -> int:
@@ -112,16 +124,40 @@ class Role:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A deployment: its serving mode, its roles and the one framework every role runs (None:
-    the evaluator's default for the model)."""
+class Route:
+    """Prefill role ``prefill`` sends its requests' KV to decode role ``decode``, at ``rate``
+    requests/s (None: in proportion to the decode roles' rates)."""
 
-    mode: Mode
+    prefill: str
+    decode: str
+    rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A deployment: its roles, the routes from prefill to decode roles and the one framework
+    every role runs (None: the evaluator's default for the model)."""
+
     roles: tuple[Role, ...]
     framework: Framework | None = None
+    routes: tuple[Route, ...] = ()
 
-    def role(self, name: str) -> Role | None:
-        return next((r for r in self.roles if r.role == name), None)
+    @property
+    def mode(self) -> str:
+        """The serving mode of every non-prefill role, or ``mixed``."""
+        modes = {r.mode for r in self.roles if r.role != RoleKind.PREFILL}
+        return modes.pop() if len(modes) == 1 else MIXED
+
+    def role(self, role_id: str) -> Role:
+        return next(r for r in self.roles if r.id == role_id)
+
+    def serving(self, workload: str, kind: RoleKind) -> list[Role]:
+        """The roles of ``kind`` serving ``workload``."""
+        return [r for r in self.roles if r.workload == workload and r.role == kind]
+
+    @property
+    def workloads(self) -> list[str]:
+        return list(dict.fromkeys(r.workload for r in self.roles))
 
 
 def _shape(data: Any, where: str, num_experts: int | None) -> Shape:
@@ -152,7 +188,15 @@ def _indices(value: Any, field: str) -> tuple[int, ...]:
 def _afd(data: Any, where: str, role_pool: str, instance: Instance, shape: Shape) -> Afd:
     only_keys(
         data if isinstance(data, dict) else {},
-        {"attention_gpus", "ffn_gpus", "ffn_pool", "dispatch", "pairing", "micro_batches"},
+        {
+            "attention_gpus",
+            "ffn_gpus",
+            "ffn_pool",
+            "dispatch",
+            "pairing",
+            "micro_batches",
+            "colocated",
+        },
         where,
     )
     m = integer(req(data, "attention_gpus", where), f"{where}.attention_gpus")
@@ -206,7 +250,34 @@ def _afd(data: Any, where: str, role_pool: str, instance: Instance, shape: Shape
         ffn_pool=ffn_pool,
         dispatch=Dispatch(text(data.get("dispatch", "all_to_all"), f"{where}.dispatch", DISPATCH)),
         pairing=groups,
+        colocated=_colocated(data, where),
     )
+
+
+def _colocated(data: dict, where: str) -> bool | None:
+    value = data.get("colocated")
+    if value is not None and not isinstance(value, bool):
+        raise InputError(f"{where}.colocated", "must be true or false")
+    return value
+
+
+def _check_colocated(role: Role, instance: Instance, where: str) -> None:
+    """A role whose AFD units are colocated keeps whole units in each NVLink domain."""
+    a = role.afd
+    if a is None or not a.colocated:
+        return
+    unit = a.attention_gpus + a.ffn_gpus
+    pool = instance.pool(role.pool)
+    if a.ffn_pool != role.pool or unit > pool.domain_size:
+        raise InputError(
+            f"{where}.afd.colocated",
+            f"a unit of {unit} GPUs across pools or above the {pool.domain_size}-GPU domain "
+            "cannot sit in one NVLink domain; set it false",
+        )
+    if any(p.gpus % unit for p in role.placement):
+        raise InputError(
+            f"{where}.placement", f"colocated AFD units need whole {unit}-GPU units per domain"
+        )
 
 
 def _placement(data: Any, where: str, instance: Instance) -> tuple[Placement, ...]:
@@ -268,10 +339,26 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
             "afd",
             "micro_batches",
             "mtp",
+            "workload",
+            "rate",
         },
         where,
     )
     kind = RoleKind(text(req(data, "role", where), f"{where}.role", ROLES))
+    workload = instance.workloads[0].name
+    if "workload" in data:
+        workload = text(data["workload"], f"{where}.workload")
+        known = [w.name for w in instance.workloads]
+        if workload not in known:
+            raise InputError(
+                f"{where}.workload", f"{workload!r} is not in the instance; use one of {known}"
+            )
+    rate = data.get("rate")
+    if rate is not None:
+        rate = num(rate, f"{where}.rate")
+    model = instance.model_of(instance.workload(workload))
+    if model != instance.model:
+        num_experts = load_model(model).moe.num_experts
     pool = instance.pool(text(req(data, "pool", where), f"{where}.pool"), f"{where}.pool").name
     shape = _shape(req(data, "shape", where), f"{where}.shape", num_experts)
     afd = None
@@ -306,7 +393,10 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
         micro_batches=_micro_batches(data, where, afd),
         mtp=_mtp(data, where, kind),
         id=text(data.get("id", kind.value), f"{where}.id"),
+        workload=workload,
+        rate=rate,
     )
+    _check_colocated(role, instance, where)
     placed = sum(p.gpus for p in role.placement)
     if placed != role.gpus:
         raise InputError(
@@ -340,12 +430,59 @@ def _check_budget(roles: tuple[Role, ...], instance: Instance) -> None:
             )
 
 
+def _routes(data: Any, roles: tuple[Role, ...]) -> tuple[Route, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise InputError("routes", 'must be a list of {"prefill": id, "decode": id, "rate": r}')
+    kind = {r.id: r for r in roles}
+    out = []
+    for i, raw in enumerate(data):
+        where = f"routes[{i}]"
+        only_keys(raw if isinstance(raw, dict) else {}, {"prefill", "decode", "rate"}, where)
+        ends = {}
+        for end, want in (("prefill", RoleKind.PREFILL), ("decode", RoleKind.DECODE)):
+            rid = text(req(raw, end, where), f"{where}.{end}")
+            if rid not in kind or kind[rid].role != want:
+                raise InputError(f"{where}.{end}", f"{rid!r} is not a {want.value} role's id")
+            ends[end] = kind[rid]
+        if ends["prefill"].workload != ends["decode"].workload:
+            raise InputError(where, "a route joins roles of the same workload")
+        rate = raw.get("rate")
+        out.append(
+            Route(
+                ends["prefill"].id,
+                ends["decode"].id,
+                None if rate is None else num(rate, f"{where}.rate"),
+            )
+        )
+    return tuple(out)
+
+
+def _check_roles(roles: tuple[Role, ...]) -> None:
+    """Unique ids; every P/D decode role's workload has a prefill role, and every prefill role
+    a decode role to feed."""
+    ids = [r.id for r in roles]
+    if len(set(ids)) != len(ids):
+        raise InputError("roles", f"role ids must be unique, got {ids}")
+    for r in roles:
+        other = RoleKind.PREFILL if r.role == RoleKind.DECODE else RoleKind.DECODE
+        if r.role == RoleKind.AGG or any(
+            o.role == other and o.workload == r.workload for o in roles
+        ):
+            continue
+        raise InputError(
+            "roles",
+            f"{r.role.value} role {r.id!r} of workload {r.workload!r} has no "
+            f"{other.value} role to {'feed it' if other == RoleKind.PREFILL else 'feed'}",
+        )
+
+
 def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) -> Plan:
     """Validate a decoded plan against the instance (and the expert count when given)."""
     if not isinstance(data, dict):
         raise InputError("plan", "must be a JSON object")
-    only_keys(data, {"mode", "roles", "name", "description", "framework"}, "plan")
-    mode = Mode(text(req(data, "mode", "plan"), "mode", PLAN_MODES))
+    only_keys(data, {"mode", "roles", "routes", "name", "description", "framework"}, "plan")
     framework = data.get("framework")
     if framework is not None:
         framework = Framework(text(framework, "framework", values(Framework)))
@@ -353,24 +490,16 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
     if not isinstance(raw, list) or not raw:
         raise InputError("roles", "must be a non-empty list of roles")
     roles = tuple(_role(r, f"roles[{i}]", instance, num_experts) for i, r in enumerate(raw))
-    kinds = [r.role for r in roles]
-    if set(kinds) != MODE_ROLES[mode] or len(set(kinds)) != len(kinds):
-        raise InputError(
-            "roles",
-            f"mode {mode} needs exactly one of each role {sorted(MODE_ROLES[mode])}, got {kinds}",
-        )
-    afd_roles = [r.role for r in roles if r.afd is not None]
-    if afd_roles != ([AFD_ROLE[mode]] if mode in AFD_ROLE else []):
-        raise InputError(
-            "mode",
-            "an afd block belongs to mode 'afd' (on its agg role) or 'afd+pd' (on decode), "
-            "and those modes need one",
-        )
-    ids = [r.id for r in roles]
-    if len(set(ids)) != len(ids):
-        raise InputError("roles", f"role ids must be unique, got {ids}")
+    _check_roles(roles)
+    plan = Plan(roles, framework, _routes(data.get("routes"), roles))
+    if "mode" in data:
+        mode = text(data["mode"], "mode", (*PLAN_MODES, MIXED))
+        if mode != plan.mode:
+            raise InputError(
+                "mode", f"the plan says {mode!r} but its roles serve {str(plan.mode)!r}"
+            )
     _check_budget(roles, instance)
-    return Plan(mode=mode, roles=roles, framework=framework)
+    return plan
 
 
 def load_plan(path: str | Path, instance: Instance, num_experts: int | None = None) -> Plan:
@@ -381,6 +510,7 @@ def _role_dict(role: Role) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": role.id or role.role.value,
         "role": role.role.value,
+        "workload": role.workload,
         "pool": role.pool,
         "replicas": role.replicas,
         "placement": [{"pool": p.pool, "domain": p.domain, "gpus": p.gpus} for p in role.placement],
@@ -398,6 +528,8 @@ def _role_dict(role: Role) -> dict[str, Any]:
         out["batch"] = role.batch
         out["chunk_tokens"] = role.chunk_tokens
     out["micro_batches"] = role.micro_batches
+    if role.rate is not None:
+        out["rate"] = round(role.rate, 9)
     if role.afd is not None:
         a = role.afd
         out["afd"] = {
@@ -407,13 +539,21 @@ def _role_dict(role: Role) -> dict[str, Any]:
             "dispatch": a.dispatch.value,
             "pairing": [{"attention": list(g.attention), "ffn": list(g.ffn)} for g in a.pairing],
         }
+        if a.colocated is not None:
+            out["afd"]["colocated"] = a.colocated
     return out
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The JSON form that ``parse_plan`` reads back."""
-    out: dict[str, Any] = {"mode": plan.mode.value}
+    out: dict[str, Any] = {"mode": plan.mode}
     if plan.framework is not None:
         out["framework"] = plan.framework.value
     out["roles"] = [_role_dict(r) for r in plan.roles]
+    if plan.routes:
+        out["routes"] = [
+            {"prefill": r.prefill, "decode": r.decode}
+            | ({} if r.rate is None else {"rate": round(r.rate, 9)})
+            for r in plan.routes
+        ]
     return out

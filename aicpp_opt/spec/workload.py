@@ -108,6 +108,8 @@ class Workload:
     isl_cv: float = 0.0
     osl_cv: float = 0.0
     mtp_acceptance: float = MTP_ACCEPTANCE
+    model: str | None = None
+    """The model this workload's requests go to (None: the instance's)."""
 
     @property
     def new_prompt_tokens(self) -> float:
@@ -144,6 +146,7 @@ _KEYS = {
     "percentile",
     "distribution",
     "mtp_acceptance",
+    "model",
 }
 
 
@@ -219,4 +222,5 @@ def parse_workload(entry: Any, where: str = "workload") -> Workload:
         mtp_acceptance=num(
             entry.get("mtp_acceptance", MTP_ACCEPTANCE), f"{where}.mtp_acceptance", hi=1.0
         ),
+        model=text(entry["model"], f"{where}.model") if "model" in entry else None,
     )

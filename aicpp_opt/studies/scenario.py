@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from aicpp_opt.errors import InfeasibleError, InputError
-from aicpp_opt.opt.problem import make_problem
-from aicpp_opt.opt.replay_check import replay_checker
-from aicpp_opt.opt.solve import Outcome, solve
+from aicpp_opt.replay.check import replay_checker
 from aicpp_opt.report.summary import headline
-from aicpp_opt.spec.instance import parse_instance
+from aicpp_opt.search.problem import make_problem
+from aicpp_opt.search.solve import Outcome, solve
+from aicpp_opt.spec.instance import Instance, parse_instance
 from aicpp_opt.spec.plan import plan_to_dict
 from aicpp_opt.spec.workload import Workload
 
@@ -68,10 +68,12 @@ COLUMNS = KEY_COLUMNS + RESULT_COLUMNS
 TIMING_COLUMNS = ("solve_seconds",)
 """Columns that differ between two runs of the same scenarios (wall-clock time)."""
 
-STATUSES = ("ok", "infeasible", "bad-input", "crashed")
-"""``ok``: a plan; ``infeasible``: no plan meets the SLOs (reason says why); ``bad-input``: the
-scenario was rejected (e.g. per-dollar on a pool without a price, or the solver's time limit);
-``crashed``: an unexpected exception or a lost worker (a rerun solves it again)."""
+STATUSES = ("ok", "rejected", "infeasible", "bad-input", "crashed")
+"""``ok``: a plan its checks hold; ``rejected``: the MILP's plan breaks an SLO on the evaluator
+(or the replay, when run; reason and numbers say how); ``infeasible``: no plan meets the SLOs
+(reason says why); ``bad-input``: the scenario was rejected (e.g. per-dollar on a pool without
+a price, or the solver's time limit); ``crashed``: an unexpected exception or a lost worker (a
+rerun solves it again)."""
 
 
 @dataclass(frozen=True)
@@ -137,16 +139,24 @@ def full_row(row: dict[str, Any]) -> dict[str, Any]:
     return {c: row.get(c) for c in COLUMNS}
 
 
+def scenario_instance(scenario: Scenario) -> Instance:
+    """The instance as the scenario serves it: the model, and its one workload (the tier's SLO)
+    alone, so every part that looks a workload up by name (the replay's SLO check) finds it."""
+    inst = parse_instance(json.loads(scenario.instance_json))
+    return replace(inst, model=scenario.model, workloads=(scenario.workload,), mix=())
+
+
 def solve_scenario(scenario: Scenario) -> dict[str, Any]:
-    """Solve one scenario as ``aicpp-opt solve`` would (the replay only when asked) and return
-    its row; an infeasible or rejected scenario is a row too, with its one-line reason."""
+    """Solve one scenario as ``aicpp-opt solve -w WORKLOAD`` would (the replay only when asked)
+    and return its row; an infeasible or rejected scenario is a row too, with its one-line
+    reason."""
     start = time.perf_counter()
     s = scenario
     try:
-        inst = replace(parse_instance(json.loads(s.instance_json)), model=s.model)
+        inst = scenario_instance(s)
         modes = None if s.mode == "auto" else (s.mode,)
-        prob = make_problem(inst, s.workload, modes, s.budget, s.objective, s.framework)
-        replayer = replay_checker(prob) if s.replay else None
+        prob = make_problem(inst, (s.workload,), modes, s.budget, s.objective, s.framework)
+        replayer = replay_checker(inst, prob.routing) if s.replay else None
         out = solve(prob, time_limit=s.time_limit, replay=replayer)
     except InfeasibleError as err:
         return failed_row(s, "infeasible", str(err), time.perf_counter() - start)
@@ -161,10 +171,11 @@ def _outcome_columns(out: Outcome) -> dict[str, Any]:
     """The evaluator's numbers on the measured grids (the replay's beside them when run)."""
     ev = out.evaluated
     replayed = out.replay.to_dict() if out.replay is not None else {}
+    holds = ev.feasible and (not out.rounds or out.rounds[-1].holds)
     return {
-        "status": "ok",
-        "feasible": True,
-        "reason": "",
+        "status": "ok" if holds else "rejected",
+        "feasible": holds,
+        "reason": "" if holds else "; ".join(out.warnings),
         "plan_mode": str(out.plan.mode),
         **{k: _plain(v) for k, v in headline(ev).items()},
         "replay_tpot_ms": _plain(replayed.get("tpot_ms")),

@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from aicpp_opt.errors import InputError
-from aicpp_opt.opt.options import SCAN_PROCESSES_ENV
 from aicpp_opt.report.sweep import plot_sweep
 from aicpp_opt.studies.executor import Executor, TaskResult, map_tasks
 from aicpp_opt.studies.scenario import COLUMNS, Scenario, failed_row, full_row, solve_scenario
@@ -24,6 +23,10 @@ from aicpp_opt.studies.scenario import COLUMNS, Scenario, failed_row, full_row, 
 TABLE_FORMATS = (".parquet", ".csv")
 RETRIED = "crashed"
 """The status a rerun solves again: the others are answers, a crash is not."""
+ONE_CORE = {"AICPP_OPT_WORKERS": "1"}
+"""The environment of a sweep's workers: they already fill the cores, so the optimiser settles
+capacities in the worker itself (``search.capacity.workers``) instead of forking more (a Ray
+worker, which runs threads, must not fork)."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,7 @@ def run_sweep(
             log.flush()
             finished[row["id"]] = row
 
-        one_core = {SCAN_PROCESSES_ENV: "1"}
-        map_tasks(solve_scenario, todo, executor, record, progress, "solving", one_core)
+        map_tasks(solve_scenario, todo, executor, record, progress, "solving", ONE_CORE)
     table = sweep_table([finished[s.id] for s in scenarios])
     write_table(table, table_path)
     plot_sweep(table, png_path)

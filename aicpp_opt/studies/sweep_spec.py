@@ -9,13 +9,12 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from aicpp_opt.costs import CostModel
 from aicpp_opt.errors import InputError
-from aicpp_opt.model.context import default_framework
-from aicpp_opt.opt.problem import INSTANCE_OBJECTIVES, OBJECTIVES
+from aicpp_opt.model.context import build_context
+from aicpp_opt.search.problem import INSTANCE_OBJECTIVES, OBJECTIVES
 from aicpp_opt.spec.enums import Framework, values
 from aicpp_opt.spec.instance import MODES, Instance, instance_path, parse_instance, read_json
-from aicpp_opt.spec.model import available_models, load_model
+from aicpp_opt.spec.model import available_models
 from aicpp_opt.spec.workload import PRESETS, SLO_TIERS, Workload, num, parse_workload, text
 from aicpp_opt.studies.scenario import OWN_SLO, Scenario
 
@@ -195,38 +194,43 @@ def _budget(inst: Instance, budget: int | str, notes: list[str]) -> int:
     return int(budget)
 
 
-def _default_framework(inst: Instance, model: str, where: str) -> str:
-    """The framework ``solve`` prices ``model`` with on this instance: the one whose tables on
-    the first pool's system cover most of what the model needs."""
+def _default_framework(inst: Instance, wl: Workload, where: str) -> str:
+    """The framework ``solve`` prices the workload's model with on this instance (the one whose
+    tables cover most of what the model needs)."""
     try:
-        return default_framework(load_model(model), CostModel.load(inst.pools[0].system))
+        return build_context(inst, wl).framework
     except InputError as err:
         raise InputError(where, str(err)) from None
 
 
 def expand(spec: SweepSpec) -> Expansion:
-    """The cross product instances x workloads x SLO tiers x budgets x models x frameworks x
-    modes x objectives, with each instance's defaults filled in; scenarios that resolve to the
-    same one (two budgets above the instance's size) are kept once, and the notes say so."""
+    """The cross product instances x workloads x models x frameworks x SLO tiers x budgets x
+    modes x objectives, with each instance's defaults filled in (a workload's default model is
+    its own, else the instance's); scenarios that resolve to the same one (two budgets above
+    the instance's size) are kept once, and the notes say so."""
     scenarios: dict[str, Scenario] = {}
     notes: list[str] = []
     generated = 0
     for i, loaded in enumerate(spec.instances):
         inst = loaded.instance
-        models = [
-            (m, fw)
-            for m in spec.models or (inst.model,)
-            for fw in spec.frameworks or (_default_framework(inst, m, f"instances[{i}]"),)
+        served = [
+            replace(wl, model=model)
+            for wl in _workloads(inst, spec.workloads)
+            for model in spec.models or (inst.model_of(wl),)
+        ]
+        served_by = [
+            (wl, fw)
+            for wl in served
+            for fw in spec.frameworks or (_default_framework(inst, wl, f"instances[{i}]"),)
         ]
         axes = product(
-            _workloads(inst, spec.workloads),
+            served_by,
             spec.slo_tiers,
             [_budget(inst, b, notes) for b in spec.budgets],
-            models,
             spec.modes,
             spec.objectives or (INSTANCE_OBJECTIVES[inst.search.objective],),
         )
-        for wl, tier, budget, (model, framework), mode, objective in axes:
+        for (wl, framework), tier, budget, mode, objective in axes:
             generated += 1
             s = Scenario(
                 instance=inst.name,
@@ -234,7 +238,7 @@ def expand(spec: SweepSpec) -> Expansion:
                 workload=_with_tier(wl, tier),
                 slo_tier=tier,
                 budget=budget,
-                model=model,
+                model=wl.model,
                 framework=framework,
                 mode=mode,
                 objective=objective,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -46,17 +47,19 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
                 _source(op),
             )
         console.print(t)
-    f, p = ev.flow, f"p{ev.workload.slo.percentile:g}"
+    for w in ev.workloads:
+        f, p = w.flow, f"p{w.workload.slo.percentile:g}"
+        console.print(
+            f"{w.workload.name}: TPOT mean {w.tpot.mean * 1e3:.2f} ms, {p} "
+            f"{w.tpot.percentile * 1e3:.2f} ms | TTFT mean {w.ttft.total * 1e3:.1f} ms, {p} "
+            f"{w.ttft.percentile * 1e3:.1f} ms (wait {w.ttft.queueing * 1e3:.1f}, prefill "
+            f"{w.ttft.prefill * 1e3:.1f}, KV {w.ttft.kv_transfer * 1e3:.2f}) | "
+            f"{f.arrival_rate:.2f} req/s, {f.output_tps:,.0f} tok/s, "
+            f"{f.output_tps_per_user:.1f} tok/s/user"
+        )
+    per_gpu = ev.output_tps / ev.gpus if ev.gpus else 0.0
     console.print(
-        f"TPOT mean {ev.tpot.mean * 1e3:.2f} ms, {p} {ev.tpot.percentile * 1e3:.2f} ms | "
-        f"TTFT mean {ev.ttft.total * 1e3:.1f} ms, {p} {ev.ttft.percentile * 1e3:.1f} ms "
-        f"(wait {ev.ttft.queueing * 1e3:.1f}, prefill {ev.ttft.prefill * 1e3:.1f}, "
-        f"KV {ev.ttft.kv_transfer * 1e3:.2f})"
-    )
-    console.print(
-        f"throughput {f.output_tps:,.0f} tok/s | {f.output_tps_per_gpu:,.1f} tok/s/GPU "
-        f"on {ev.gpus} GPUs | {f.output_tps_per_user:.1f} tok/s/user | "
-        f"{f.arrival_rate:.2f} req/s"
+        f"throughput {ev.output_tps:,.0f} tok/s | {per_gpu:,.1f} tok/s/GPU on {ev.gpus} GPUs"
     )
     for flag in ev.flags:
         mark = "[green]ok [/]" if flag.ok else "[red]NO [/]"
@@ -89,9 +92,14 @@ def evaluate(instance, plan, workload, json_out, surrogate, pipeline, routing, f
     inst = load_instance(instance)
     p = load_plan(plan, inst, load_model(inst.model).moe.num_experts)
     if framework is not None:
-        p = type(p)(p.mode, p.roles, Framework(framework))
+        p = replace(p, framework=Framework(framework))
     ev = evaluate_plan(
-        p, inst, inst.workload(workload), surrogate=surrogate, pipeline=pipeline, routing=route
+        p,
+        inst,
+        inst.workload(workload) if workload else None,
+        surrogate=surrogate,
+        pipeline=pipeline,
+        routing=route,
     )
     print_evaluation(ev, make_console())
     if json_out is not None:

@@ -1,12 +1,10 @@
-"""`aicpp-opt replay` and `aicpp-opt calibrate comm`."""
+"""`aicpp-opt replay`: replay a plan on the network simulator beside the evaluator."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import re
-from pathlib import Path
 
 import click
 
@@ -50,7 +48,7 @@ def replay(
     route = parse_routing(routing, "--routing")
     inst = load_instance(instance)
     plan = load_plan(plan_json, inst, load_model(inst.model).moe.num_experts)
-    wl = inst.workload(workload)
+    wl = inst.workload(workload) if workload else None
     report = replay_plan(
         plan,
         inst,
@@ -82,18 +80,11 @@ def print_report(report, evaluation) -> None:
     for cat, s in sorted(result.category_s.items()):
         if cat != "sync":
             click.echo(f"  mean {cat:<15} {s * 1e6:10.2f} us")
-    ev = evaluation
-    rows = [
-        ("TPOT mean ms", ev.tpot.mean * 1e3, report.tpot_s * 1e3),
-        ("throughput tok/s", ev.flow.output_tps, report.throughput_tps),
-    ]
-    if report.prefill_s is not None:
-        rows.insert(0, ("prefill ms", ev.ttft.prefill * 1e3, report.prefill_s * 1e3))
-        rows.insert(1, ("KV transfer ms", ev.ttft.kv_transfer * 1e3, report.kv_transfer_s * 1e3))
-    click.echo(f"  {'':<18}{'evaluator':>12}{'replayed':>12}{'diff':>9}")
-    for name, p, r in rows:
+    click.echo(f"  {'':<34}{'evaluator':>12}{'replayed':>12}{'diff':>9}")
+    for row in _rows(report, evaluation):
+        name, p, r = row
         diff = r / p - 1 if p and math.isfinite(p) else 0.0
-        click.echo(f"  {name:<18}{p:12.3f}{r:12.3f}{diff:9.1%}")
+        click.echo(f"  {name:<34}{p:12.3f}{r:12.3f}{diff:9.1%}")
     click.echo("  (the replay has no arrivals: TTFT queueing is not part of it)")
     if report.timeline is not None:
         click.echo(f"timeline: {report.timeline}")
@@ -106,50 +97,18 @@ def print_report(report, evaluation) -> None:
         click.echo(f"AstraSim: {report.astra}")
 
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-@click.command("comm")
-@click.option("--system", default=None, help="Calibrate this system's link model.")
-@click.option("--instance", default=None, help="Write the model curves of this instance.")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for --instance's curves (default: comm_curves/<instance name>).",
-)
-def calibrate_comm(system, instance, out):
-    """Fit a system's link model (overhead, hop latency, bandwidth efficiency per NCCL
-    collective and DeepEP mode) to its measured tables and write cost_tables/<system>/
-    link_model.json; with --instance, write the curves the runtime prices that instance's
-    unmeasured patterns with."""
-    from aicpp_opt.costs import CostModel, linkmodel
-
-    if system is None and instance is None:
-        raise InputError("--system", "give --system S (calibrate) and/or --instance I (curves)")
-    if system is not None:
-        cm = CostModel.load(system)
-        tables = {op: cm.table(op) for op in linkmodel.TABLES if cm.available(op)}
-        fits = linkmodel.calibrate(cm.system, tables)
-        path = cm.root / system / linkmodel.FILE
-        linkmodel.write(path, fits)
-        for name, fit in sorted(fits.items()):
-            click.echo(f"{name:<36} {fit.describe()}")
-        click.echo(f"wrote {path}")
-    if instance is not None:
-        _write_curves(instance, out)
-
-
-def _write_curves(instance: str, out: Path | None) -> None:
-    from aicpp_opt.costs.comm import instance_curves
-    from aicpp_opt.spec.instance import load_instance
-
-    inst = load_instance(instance)
-    if not SAFE_NAME.match(inst.name):
-        raise InputError("name", f"{inst.name!r} cannot name a folder; use letters, digits, ._-")
-    folder = out or Path("comm_curves") / inst.name
-    folder.mkdir(parents=True, exist_ok=True)
-    for pool, doc in instance_curves(inst).items():
-        path = folder / f"{pool}.json"
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-        click.echo(f"wrote {path} ({len(doc['series'])} patterns)")
+def _rows(report, evaluation) -> list[tuple[str, float, float]]:
+    """(label, evaluator, replayed) per role: step and TPOT of serving roles, prefill forward
+    and KV transfer of prefill roles; then the fleet's throughput."""
+    rows = []
+    for r in evaluation.roles:
+        rep = report.role(r.role)
+        if rep.prefill_s is not None:
+            rows.append((f"{r.role} prefill ms", r.step.total * 1e3, rep.prefill_s * 1e3))
+            kv = r.ttft.kv_transfer if r.ttft is not None else 0.0
+            rows.append((f"{r.role} KV transfer ms", kv * 1e3, rep.kv_transfer_s * 1e3))
+        else:
+            rows.append((f"{r.role} step ms", r.step.total * 1e3, rep.step_s * 1e3))
+            rows.append((f"{r.role} TPOT mean ms", r.tpot.mean * 1e3, rep.tpot_s * 1e3))
+    rows.append(("throughput tok/s", evaluation.output_tps, report.throughput_tps))
+    return rows

@@ -1,0 +1,299 @@
+"""``aicpp-opt solve``, ``size``, ``frontier`` and ``compare``: the optimiser's commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt.spec.enums import Framework, values
+from aicpp_opt.spec.instance import MODES, Instance, load_instance
+
+MODE_CHOICES = ("auto", *MODES)
+FRAMEWORK_CHOICES = (*values(Framework), "all")
+ROUTING_HELP = "eplb | balanced | power_law_<a>"
+OBJECTIVE_HELP = "throughput | per-gpu | per-dollar"
+
+
+def positive_list(text: str, option: str, kind: type) -> list:
+    """Comma-separated positive numbers, or a one-line error naming the option."""
+    try:
+        values_ = [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(option, f"comma-separated positive numbers, got {text!r}") from None
+    if any(v <= 0 for v in values_):
+        raise InputError(option, f"every value must be positive, got {text!r}")
+    return values_
+
+
+def parse_modes(mode: str) -> tuple[str, ...] | None:
+    """``auto`` means every mode the instance allows; else a comma-separated list."""
+    if mode == "auto":
+        return None
+    modes = tuple(m.strip() for m in mode.split(","))
+    for m in modes:
+        if m not in MODES:
+            raise InputError("--mode", f"unknown mode {m!r}; use auto or {', '.join(MODES)}")
+    return modes
+
+
+def resolve_workload(inst: Instance, name: str, option: str) -> str:
+    """An instance workload by its name, or by its preset name (``chat`` for ``chat-relaxed``:
+    the first the instance lists)."""
+    names = [w.name for w in inst.workloads]
+    if name in names:
+        return name
+    for n in names:
+        if n.split("-")[0] == name or n.rsplit("-", 1)[0] == name:
+            return n
+    raise InputError(option, f"{name!r} is not a workload of {inst.name}; use one of {names}")
+
+
+def name_values(inst: Instance, text: str, option: str) -> dict[str, float]:
+    """``chat=40,coding=12`` -> {workload name: value}."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if not value:
+            raise InputError(option, f"give name=value pairs like chat=40,coding=12, got {text!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(option, f"{value!r} is not a number") from None
+        if not number > 0:
+            raise InputError(option, f"{name}={value}: must be positive")
+        out[resolve_workload(inst, name.strip(), option)] = number
+    return out
+
+
+def _workloads(inst: Instance, workload: str | None, mix: str | None):
+    """(workloads, shares) of a throughput solve: one workload, a ``--mix``, or the
+    instance's mix."""
+    if workload and mix:
+        raise InputError("--mix", "give --workload or --mix, not both")
+    if workload:
+        return (inst.workload(resolve_workload(inst, workload, "--workload")),), None
+    if mix:
+        shares = name_values(inst, mix, "--mix")
+        return tuple(inst.workload(n) for n in shares), shares
+    return None, None
+
+
+def _frameworks(framework: str | None) -> list[str | None]:
+    if framework is None:
+        return [None]
+    if framework not in FRAMEWORK_CHOICES:
+        raise InputError("--framework", f"use one of {', '.join(FRAMEWORK_CHOICES)}")
+    return list(values(Framework)) if framework == "all" else [framework]
+
+
+def _solve_frameworks(console: Console, make, frameworks, solve_kw, better):
+    """Solve per framework; the best by ``better`` wins (an infeasible framework is reported,
+    all infeasible re-raises the first reason)."""
+    from aicpp_opt.search.solve import solve
+
+    results, reasons = [], {}
+    for fw in frameworks:
+        prob = make(fw)
+        try:
+            results.append((prob, solve(prob, **solve_kw(prob))))
+        except InfeasibleError as err:
+            if len(frameworks) == 1:
+                raise
+            reasons[prob.framework] = str(err)
+    if not results:
+        raise InfeasibleError("; ".join(f"{fw}: {why}" for fw, why in reasons.items()))
+    if len(frameworks) > 1:
+        from aicpp_opt.report.outcome import framework_table
+
+        console.print(framework_table(results, reasons))
+    return max(results, key=lambda po: better(po[1]))
+
+
+COMMON_OPTIONS = (
+    click.option("--mode", default="auto", show_default=True, help=" | ".join(MODE_CHOICES)),
+    click.option(
+        "--framework",
+        default=None,
+        help="sglang | vllm | trtllm | all (default: the model's best-covered).",
+    ),
+    click.option("--routing", default="eplb", show_default=True, help=ROUTING_HELP),
+    click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds."),
+    click.option("--replay/--no-replay", default=True, show_default=True),
+    click.option("--astra-sim", default=None, help="AstraSim binary to replay on too."),
+    click.option("--json", "json_out", type=click.Path(path_type=Path), default=None),
+)
+"""Options solve and size share."""
+
+
+def _common_options(f):
+    for option in reversed(COMMON_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim, better):
+    from aicpp_opt.model.routing import parse_routing
+    from aicpp_opt.replay.check import replay_checker
+
+    if time_limit <= 0:
+        raise InputError("--time-limit", f"must be positive seconds, got {time_limit}")
+    route = parse_routing(routing, "--routing")
+
+    def kw(prob):
+        check = replay_checker(inst, route, astra_sim) if replay else None
+        return {"time_limit": time_limit, "replay": check}
+
+    return _solve_frameworks(
+        console, lambda fw: make(fw, route), _frameworks(framework), kw, better
+    )
+
+
+@click.command(name="solve")
+@click.argument("instance")
+@click.option("--workload", "-w", default=None, help="Serve this workload only.")
+@click.option("--mix", default=None, help="Traffic shares, e.g. chat=0.7,coding=0.3.")
+@click.option("--budget", type=int, default=None, help="GPUs at most (default: all).")
+@click.option("--objective", default=None, help=OBJECTIVE_HELP)
+@_common_options
+def solve_command(
+    instance,
+    workload,
+    mix,
+    budget,
+    objective,
+    mode,
+    framework,
+    routing,
+    time_limit,
+    replay,
+    astra_sim,
+    json_out,
+):
+    """The plan with the most output tokens/s (or per GPU, per dollar) under the SLOs, for one
+    workload or a traffic mix (the instance's ``mix`` by default)."""
+    from aicpp_opt.report.outcome import outcome_dict, print_outcome
+    from aicpp_opt.report.summary import make_console
+    from aicpp_opt.search.problem import make_problem
+
+    console = make_console()
+    start = time.perf_counter()
+    inst = load_instance(instance)
+    modes = parse_modes(mode)
+    wls, shares = _workloads(inst, workload, mix)
+
+    def make(fw, route):
+        return make_problem(inst, wls, modes, budget, objective, fw, route, shares=shares)
+
+    prob, out = _run(
+        console,
+        inst,
+        make,
+        framework,
+        routing,
+        time_limit,
+        replay,
+        astra_sim,
+        better=lambda o: (
+            o.solution.tokens_per_s / max(o.evaluated.gpus, 1)
+            if (objective or "").startswith("per")
+            else o.solution.tokens_per_s
+        ),
+    )
+    print_outcome(console, prob, out, time.perf_counter() - start)
+    if json_out is not None:
+        json_out.write_text(json.dumps(outcome_dict(prob, out), indent=2, default=_plain) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+@click.command(name="size")
+@click.argument("instance")
+@click.option("--demand", required=True, help="Requests/s per workload, e.g. chat=40,coding=12.")
+@click.option("--per-dollar", is_flag=True, help="Cheapest in dollars (pool prices), not GPUs.")
+@_common_options
+def size_command(
+    instance, demand, per_dollar, mode, framework, routing, time_limit, replay, astra_sim, json_out
+):
+    """The cheapest fleet (fewest GPUs, or dollars with --per-dollar) of the instance's pools
+    that serves DEMAND under every workload's SLOs, with its plan."""
+    from aicpp_opt.report.outcome import outcome_dict, print_outcome
+    from aicpp_opt.report.summary import make_console
+    from aicpp_opt.search.problem import make_problem
+
+    console = make_console()
+    start = time.perf_counter()
+    inst = load_instance(instance)
+    rates = name_values(inst, demand, "--demand")
+    modes = parse_modes(mode)
+
+    def make(fw, route):
+        return make_problem(
+            inst, None, modes, None, None, fw, route, demand=rates, per_dollar=per_dollar
+        )
+
+    prob, out = _run(
+        console,
+        inst,
+        make,
+        framework,
+        routing,
+        time_limit,
+        replay,
+        astra_sim,
+        better=lambda o: -sum(o.solution.gpus.values()),
+    )
+    print_outcome(console, prob, out, time.perf_counter() - start)
+    if json_out is not None:
+        json_out.write_text(json.dumps(outcome_dict(prob, out), indent=2, default=_plain) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def _plain(value):
+    """JSON form of numpy scalars (simulator results carry them)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@click.command()
+@click.argument("instance")
+@click.option("--budgets", required=True, help="Comma-separated GPU budgets, e.g. 8,16,32,72.")
+@click.option("--workload", "-w", default=None)
+@click.option("--modes", default=",".join(MODES), show_default=True)
+@click.option(
+    "--objective", default="throughput", show_default=True, help="throughput | per-gpu | per-dollar"
+)
+@click.option(
+    "--tpots",
+    default=None,
+    help="TPOT targets (ms) of a per-GPU vs per-user front at the largest budget (off by default).",
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("frontier"))
+def frontier(instance, budgets, workload, modes, objective, tpots, out_dir):
+    """Best plan per GPU budget and mode (CSV, JSON, PNG); optionally the per-GPU vs per-user
+    front of a TPOT sweep."""
+    from aicpp_opt.report.frontier import run_frontier
+    from aicpp_opt.report.summary import make_console
+
+    sizes = positive_list(budgets, "--budgets", int)
+    targets = positive_list(tpots, "--tpots", float) if tpots else []
+    inst = load_instance(instance)
+    mode_list = parse_modes(modes) or tuple(inst.search.modes)
+    wl = inst.workload(resolve_workload(inst, workload, "--workload") if workload else None)
+    run_frontier(make_console(), inst, wl, sizes, mode_list, targets, out_dir, objective)
+
+
+@click.command()
+@click.argument("instance")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
+def compare(instance, json_out):
+    """Best aggregated, P/D, AFD and AFD+P/D plan per workload and SLO tier, side by side,
+    with AFD units colocated in an NVLink domain or split across it where the pools allow."""
+    from aicpp_opt.report.compare import run_compare
+    from aicpp_opt.report.summary import make_console
+
+    run_compare(make_console(), load_instance(instance), json_out)

@@ -1,0 +1,94 @@
+"""On-disk cache of settled capacities: one JSON file per (cost tables, model, workload, pools,
+search space, modes, framework, routing, code version), so a second solve, a frontier or a
+compare reuses them. ``AICPP_OPT_CACHE`` sets the folder (default ``~/.cache/aicpp-opt``);
+``AICPP_OPT_CACHE=off`` disables it. A file that does not read back is recomputed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import aicpp_opt
+from aicpp_opt.model.context import Context
+
+CODE_PARTS = ("costs", "model", "netsim", "evaluate", "search", "spec")
+"""Packages whose source decides a capacity: editing one invalidates the cache."""
+
+
+def cache_dir() -> Path | None:
+    env = os.environ.get("AICPP_OPT_CACHE", "")
+    if env.lower() == "off":
+        return None
+    return Path(env) if env else Path.home() / ".cache" / "aicpp-opt"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    h = hashlib.sha256()
+    root = Path(aicpp_opt.__file__).parent
+    for part in CODE_PARTS:
+        for path in sorted((root / part).rglob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _tables_stamp(ctx: Context) -> list:
+    """Name, size and modification time of every cost-table file the context reads."""
+    out = []
+    for pool in sorted(ctx.costs):
+        cm = ctx.costs[pool]
+        folder = Path(cm.root) / cm.system.name
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                out.append([str(path), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def key(ctx: Context, extra: dict) -> str:
+    """The cache key of capacities computed in ``ctx`` for the ``extra`` choices (search space,
+    modes, ...)."""
+    parts = {
+        "code": code_version(),
+        "tables": _tables_stamp(ctx),
+        "model": repr(ctx.model),
+        "workload": repr(ctx.workload),
+        "pools": repr(sorted(ctx.pools.items())),
+        "framework": ctx.framework,
+        "routing": repr(ctx.routing),
+        "surrogate": ctx.surrogate,
+        "pipeline": ctx.pipeline,
+        **extra,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def load(name: str) -> dict | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        return json.loads((folder / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store(name: str, data: dict) -> None:
+    """Write atomically (a concurrent reader sees the old file or the new, never half); a
+    folder that cannot be written only costs the next solve the recomputation."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, folder / f"{name}.json")
+    except OSError:
+        return

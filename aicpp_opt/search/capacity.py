@@ -1,0 +1,374 @@
+"""Per family, the requests/s one replica sustains within the workload's SLO terms, and the
+batch it runs at: the coefficients of the MILP, computed once per family from the same role
+functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
+
+- **decode** (plain or AFD): capacity grows with the batch (more sequences per step, the step
+  growing slower than the batch), TPOT and memory grow with it too; so the best batch is the
+  largest that keeps the TPOT percentile and memory (bisection over integer sequences per
+  GPU, no grid), and the replica's rate is its capacity there.
+- **agg** (plain or AFD units that prefill): the rate is min(decode capacity, prefill-budget
+  capacity, the largest arrival rate whose TTFT percentile holds), which rises and then falls
+  with the batch; it is maximised over integer batches up to the largest that keeps TPOT,
+  memory and the prefill budget (a geometric scan, then the integers around its best).
+- **prefill**: one forward's service time; the rate is the largest at which the lock-step
+  queue's TTFT percentile (with the KV transfer to the pool it feeds) holds, at most the
+  replica's capacity.
+
+Replicas share arrivals evenly (each an independent Poisson share), so n replicas sustain n
+times one replica's rate: the MILP's flow bounds are linear in the counts.
+
+Families that take the same GPU blocks for the same role kind (and feed the same pool) are
+interchangeable to the solver, so only the fastest of each such group is kept. The groups are
+settled by bound: a family's rate at its memory-limited batch bounds its rate from above; bounds
+are computed for every family, exact rates in decreasing bound order until no remaining bound
+beats the best exact rate (``exact`` counts them)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from aicpp_opt.errors import InputError
+from aicpp_opt.evaluate.evaluation import (
+    agg_prefill_capacity,
+    agg_ttft,
+    decode_memory,
+    decode_rate_capacity,
+    kv_transfer,
+    prefill_capacity,
+    prefill_memory,
+    prefill_ttft,
+)
+from aicpp_opt.model.context import Context
+from aicpp_opt.model.steps import (
+    accepted_tokens,
+    agg_iteration,
+    agg_tpot_percentile,
+    decode_step_seconds,
+    prefill_step,
+)
+from aicpp_opt.search.catalog import Family
+from aicpp_opt.spec.enums import RoleKind
+
+RATE_TOL = 1e-5
+"""Relative precision of the bisections on arrival rate."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """One replica of a family: requests/s within the SLO terms (0: none), the batch per GPU it
+    runs at (decode-like roles), the step (decode step, mean aggregated iteration or prefill
+    forward, seconds), and what bounds it."""
+
+    rate: float
+    batch_per_gpu: float
+    step_s: float
+    limit: str
+
+    def to_list(self) -> list:
+        return [self.rate, self.batch_per_gpu, self.step_s, self.limit]
+
+
+NONE = Capacity(0.0, 0.0, 0.0, "infeasible")
+
+
+def _role(fam: Family, batch: float):
+    return replace(fam.role, batch_per_gpu=batch)
+
+
+def _fits(ctx: Context, fam: Family, batch: int) -> bool:
+    return all(m.fits for m in decode_memory(ctx, _role(fam, batch)).values())
+
+
+def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest integer in [lo, hi] where ``ok`` holds (``ok`` monotone: true then false),
+    lo - 1 when none does."""
+    if hi < lo or not ok(lo):
+        return lo - 1
+    if ok(hi):
+        return hi
+    good, bad = lo, hi
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def memory_batch(ctx: Context, fam: Family, limit: int) -> int:
+    """The largest batch per GPU whose memory fits (0: not even one sequence)."""
+    return _largest(lambda b: _fits(ctx, fam, b), 1, limit)
+
+
+class _Family:
+    """One decode-like family evaluated at integer batches (memoised): its step, whether the
+    batch keeps TPOT (and, aggregated, the prefill budget), its capacity, and on demand its rate
+    within TTFT."""
+
+    def __init__(self, ctx: Context, fam: Family):
+        self.ctx, self.fam = ctx, fam
+        self.agg = fam.kind == RoleKind.AGG
+        self._at: dict[int, tuple] = {}
+        self._rate: dict[int, float] = {}
+
+    def state(self, batch: int) -> tuple:
+        """(role, aggregated iteration or None, step seconds, keeps, capacity requests/s)."""
+        hit = self._at.get(batch)
+        if hit is None:
+            hit = self._at[batch] = self._state(batch)
+        return hit
+
+    def _state(self, batch: int) -> tuple:
+        ctx, role = self.ctx, _role(self.fam, batch)
+        slo = ctx.workload.slo
+        try:
+            if self.agg:
+                it = agg_iteration(ctx, role, batch)
+                keeps = it.keeps_up and agg_tpot_percentile(ctx, role, it) <= slo.tpot
+                cap = min(
+                    decode_rate_capacity(ctx, role, it.mean.total),
+                    agg_prefill_capacity(role, ctx.workload, it),
+                )
+                return role, it, it.mean.total, bool(keeps), cap
+            step = decode_step_seconds(ctx, role, batch)
+            tpot = step / accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
+            return role, None, step, tpot <= slo.tpot, decode_rate_capacity(ctx, role, step)
+        except InputError:  # a shape the cost tables do not cover: never chosen
+            return role, None, math.inf, False, 0.0
+
+    def keeps(self, batch: int) -> bool:
+        return self.state(batch)[3]
+
+    def capacity(self, batch: int) -> float:
+        return self.state(batch)[4]
+
+    def decode_capacity(self, batch: int) -> float:
+        """Requests/s the decode side finishes at ``batch`` (the aggregated role's prefill
+        budget and TTFT ignored): rises with the batch."""
+        role, it, step, _, cap = self.state(batch)
+        return decode_rate_capacity(self.ctx, role, step) if it is not None else cap
+
+    def rate(self, batch: int) -> float:
+        """Requests/s within the SLO terms at ``batch`` (aggregated: TTFT bounds it too)."""
+        if batch not in self._rate:
+            role, it, _, _, cap = self.state(batch)
+            if it is None:
+                self._rate[batch] = cap
+            else:
+                slo = self.ctx.workload.slo.ttft
+                ctx = self.ctx
+                self._rate[batch] = ttft_rate(
+                    lambda r: agg_ttft(ctx, role, it, r).percentile, slo, cap
+                )
+        return self._rate[batch]
+
+
+def ttft_rate(ttft: Callable[[float], float], slo: float, cap: float) -> float:
+    """The largest rate in [0, cap] whose TTFT percentile (``ttft``, rising with the rate)
+    stays within ``slo``, to a relative ``RATE_TOL``."""
+    if cap <= 0 or not ttft(cap * RATE_TOL) <= slo:
+        return 0.0
+    if ttft(cap) <= slo:
+        return cap
+    lo, hi = cap * RATE_TOL, cap
+    while hi - lo > RATE_TOL * hi:
+        mid = (lo + hi) / 2
+        if ttft(mid) <= slo:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _scan_points(hi: int) -> list[int]:
+    out, b = [], 1
+    while b < hi:
+        out.append(b)
+        b = max(b + 1, int(b * 1.5))
+    return [*out, hi]
+
+
+def _best_agg(f: _Family, hi: int) -> int:
+    """The batch in [1, hi] with the highest rate (``hi`` keeps TPOT and the budget): a
+    geometric scan, then a ternary search between the best point's neighbours."""
+    grid = _scan_points(hi)
+    best = max(grid, key=f.rate)
+    i = grid.index(best)
+    lo, up = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    while up - lo > 3:
+        m1, m2 = lo + (up - lo) // 3, up - (up - lo) // 3
+        if f.rate(m1) < f.rate(m2):
+            lo = m1
+        else:
+            up = m2
+    return max(range(lo, up + 1), key=lambda b: (f.rate(b), -b))
+
+
+def decode_bound(f: _Family, limit: int) -> float:
+    """An upper bound on the family's rate: its decode capacity at the memory-limited batch
+    (capacity rises with the batch; TPOT and TTFT only lower the rate); aggregated, also its
+    prefill-budget capacity at batch 1 (which falls with the batch)."""
+    b_mem = memory_batch(f.ctx, f.fam, limit)
+    if b_mem < 1:
+        return 0.0
+    bound = f.decode_capacity(b_mem)
+    if f.agg:
+        role, it = f.state(1)[:2]
+        if it is None:
+            return 0.0
+        bound = min(bound, agg_prefill_capacity(role, f.ctx.workload, it))
+    return bound
+
+
+def decode_capacity(f: _Family, limit: int) -> Capacity:
+    """A decode-like family's best batch and rate (see the module doc)."""
+    b_mem = memory_batch(f.ctx, f.fam, limit)
+    if b_mem < 1:
+        return replace(NONE, limit="memory")
+    hi = _largest(f.keeps, 1, b_mem)
+    if hi < 1:
+        return replace(NONE, limit="tpot at batch 1")
+    if f.agg:
+        batch = _best_agg(f, hi)
+        rate = f.rate(batch)
+        why = "ttft" if rate < f.capacity(batch) else "capacity"
+        return Capacity(rate, batch, f.state(batch)[2], why)
+    why = "max batch" if hi == limit else "memory" if hi == b_mem else "tpot"
+    return Capacity(f.rate(hi), hi, f.state(hi)[2], why)
+
+
+def kv_domains(ctx: Context, fam: Family) -> int:
+    """The link a prefill family's KV takes: NVLink (1) when it feeds its own pool and that
+    pool is one domain, else the scale-out network (2)."""
+    same = fam.feeds == fam.role.pool
+    return 1 if same and ctx.pools[fam.role.pool].num_domains == 1 else 2
+
+
+def prefill_service(ctx: Context, fam: Family) -> float:
+    """Seconds of one forward of a prefill family (inf when memory or the tables rule it out)."""
+    role = fam.role
+    if not all(m.fits for m in prefill_memory(ctx, role).values()):
+        return math.inf
+    try:
+        return prefill_step(ctx, role).total
+    except InputError:
+        return math.inf
+
+
+def prefill_capacity_of(ctx: Context, fam: Family, service: float) -> Capacity:
+    """A prefill family's rate within TTFT (see the module doc)."""
+    if not math.isfinite(service):
+        return NONE
+    role = fam.role
+    kv = kv_transfer(ctx, role, fam.feeds, kv_domains(ctx, fam))
+    cap = prefill_capacity(role, service)
+    slo = ctx.workload.slo.ttft
+    rate = ttft_rate(lambda r: prefill_ttft(ctx, role, service, r, kv).percentile, slo, cap)
+    return Capacity(rate, 0.0, service, "ttft" if rate < cap else "capacity")
+
+
+def group_key(fam: Family) -> tuple:
+    """What the solver sees of a family besides its rate."""
+    return (fam.workload, fam.kind, tuple(sorted((b.pool, b.gpus) for b in fam.blocks)), fam.feeds)
+
+
+@dataclass
+class Settled:
+    """The fastest family of each group with its capacity, and how many exact capacities the
+    bounds let us skip."""
+
+    best: dict[str, tuple[Family, Capacity]]
+    families: int
+    exact: int
+
+
+def _settle_group(ctx: Context, members: list[Family], limit: int) -> tuple[Family, Capacity, int]:
+    """The fastest member of one group, its capacity and how many exact capacities it took."""
+    if members[0].kind == RoleKind.PREFILL:
+        services = [prefill_service(ctx, f) for f in members]
+        bounds = [
+            (prefill_capacity(f.role, t) if math.isfinite(t) else 0.0, i, (f, t))
+            for i, (f, t) in enumerate(zip(members, services, strict=True))
+        ]
+
+        def exact_of(item):
+            return prefill_capacity_of(ctx, *item)
+    else:
+        bounds = [
+            (decode_bound(e, limit), i, e) for i, e in enumerate(_Family(ctx, f) for f in members)
+        ]
+
+        def exact_of(item):
+            return decode_capacity(item, limit)
+
+    top, exact = (members[0], NONE), 0
+    for bound, i, item in sorted(bounds, key=lambda t: (-t[0], t[1])):
+        if bound <= top[1].rate or bound <= 0:
+            break
+        cap = exact_of(item)
+        exact += 1
+        if cap.rate > top[1].rate:
+            top = (members[i], cap)
+    return top[0], top[1], exact
+
+
+PARALLEL_FROM = 400
+"""Families from which ``settle`` spreads its groups over worker processes."""
+
+_WORK: tuple = ()
+"""(context, groups, limit) handed to forked workers (inherited, never pickled)."""
+
+
+def _settle_chunk(indices: list[int]) -> list[tuple[int, Capacity, int, int]]:
+    ctx, groups, limit = _WORK
+    out = []
+    for g in indices:
+        fam, cap, exact = _settle_group(ctx, groups[g], limit)
+        out.append((g, cap, groups[g].index(fam), exact))
+    return out
+
+
+def workers() -> int:
+    """Worker processes for settling: ``AICPP_OPT_WORKERS``, else the CPUs this process may
+    use."""
+    env = os.environ.get("AICPP_OPT_WORKERS")
+    if env:
+        return max(1, int(env)) if env.isdigit() else 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def settle(ctx: Context, fams: Iterable[Family], limit: int) -> Settled:
+    """The fastest family per group (see the module doc). Large catalogs are settled by
+    forked worker processes, groups spread over them largest first."""
+    global _WORK
+    by_key: dict[tuple, list[Family]] = defaultdict(list)
+    for f in fams:
+        by_key[group_key(f)].append(f)
+    groups = list(by_key.values())
+    count = sum(len(g) for g in groups)
+    n = workers()
+    if n > 1 and count >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
+        order = sorted(range(len(groups)), key=lambda g: -len(groups[g]))
+        chunks = [order[i :: 4 * n] for i in range(4 * n)]
+        _WORK = (ctx, groups, limit)
+        try:
+            with mp.get_context("fork").Pool(n) as pool:
+                results = [r for part in pool.imap_unordered(_settle_chunk, chunks) for r in part]
+        finally:
+            _WORK = ()
+    else:
+        results = []
+        for g, members in enumerate(groups):
+            fam, cap, exact = _settle_group(ctx, members, limit)
+            results.append((g, cap, members.index(fam), exact))
+    best: dict[str, tuple[Family, Capacity]] = {}
+    for g, cap, i, _ in sorted(results, key=lambda r: r[0]):
+        if cap.rate > 0:
+            best[groups[g][i].key] = (groups[g][i], cap)
+    return Settled(best, count, sum(r[3] for r in results))

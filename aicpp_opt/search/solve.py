@@ -1,0 +1,309 @@
+"""``solve``: settle each workload's family capacities (cached), solve the count-and-flow
+MILP, turn its solution into a plan, and check the plan with the evaluator and, when given, the
+network replay. A role the replay finds breaking its SLO has its family withdrawn and the
+problem is solved again (a bounded loop, each round reported). Infeasible problems are
+explained with the closest achievable numbers."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_context
+from aicpp_opt.model.steps import accepted_tokens, decode_step_seconds
+from aicpp_opt.search import cache
+from aicpp_opt.search.build import chosen_order, plan_from
+from aicpp_opt.search.capacity import Capacity, memory_batch, settle
+from aicpp_opt.search.catalog import Family, families
+from aicpp_opt.search.formulation import (
+    NoPlanError,
+    Option,
+    Solution,
+    Solver,
+    TimeLimitError,
+    build,
+)
+from aicpp_opt.search.problem import Problem
+from aicpp_opt.spec.enums import RoleKind
+from aicpp_opt.spec.plan import Plan
+
+MAX_ROUNDS = 4
+
+
+@dataclass
+class Timing:
+    """Seconds per phase of a solve (wall clock)."""
+
+    capacities: float = 0.0
+    milp: float = 0.0
+    evaluate: float = 0.0
+    replay: float = 0.0
+    families: int = 0
+    exact: int = 0
+    cached: int = 0
+    """Families in the catalog, exact capacities computed, workloads read from the cache."""
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
+class Round:
+    """One pass of the closed loop: what the replay found and which families it withdrew."""
+
+    checker: str
+    holds: bool
+    withdrawn: list[str]
+    detail: list[str]
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    solution: Solution
+    evaluated: Evaluation
+    timing: Timing
+    rounds: list[Round] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    replay: object = None
+
+
+Replayer = Callable[[Plan, Evaluation], tuple[bool, list[str], list[str], object]]
+"""(plan, evaluation) -> (holds, ids of the roles that break an SLO, lines, report)."""
+
+
+def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Timing):
+    ctx = prob.contexts[wl_name]
+    inst = prob.instance
+    fams = [
+        f
+        for f in families(ctx.model, inst, ctx.workload, prob.modes, prob.afd_placement)
+        if f.key not in banned
+    ]
+    timing.families += len(fams)
+    name = cache.key(
+        ctx,
+        {
+            "search": repr(inst.search),
+            "modes": prob.modes,
+            "afd_placement": prob.afd_placement,
+            "banned": sorted(banned),
+        },
+    )
+    hit = cache.load(name)
+    by_key = {f.key: f for f in fams}
+    if hit is not None and all(k in by_key for k in hit["best"]):
+        timing.cached += 1
+        timing.exact += hit["exact"]
+        return [(by_key[k], Capacity(*v)) for k, v in hit["best"].items()]
+    settled = settle(ctx, fams, inst.search.max_batch_per_gpu)
+    timing.exact += settled.exact
+    cache.store(
+        name,
+        {
+            "exact": settled.exact,
+            "best": {k: cap.to_list() for k, (_, cap) in settled.best.items()},
+        },
+    )
+    return list(settled.best.values())
+
+
+def options(prob: Problem, banned: frozenset[str], timing: Timing) -> list[Option]:
+    """The fastest family of each group, per workload, with its capacity."""
+    start = time.perf_counter()
+    out = []
+    for wl in prob.workloads:
+        out += [Option(f, c) for f, c in _capacities(prob, wl.name, banned, timing)]
+    timing.capacities += time.perf_counter() - start
+    return out
+
+
+def fastest_decode(prob: Problem, wl_name: str) -> tuple[float, Family] | None:
+    """The lowest TPOT any decode-capable family reaches at batch 1 (memory held)."""
+    ctx = prob.contexts[wl_name]
+    best = None
+    for f in families(ctx.model, prob.instance, ctx.workload, prob.modes):
+        if f.kind == RoleKind.PREFILL or memory_batch(ctx, f, 1) < 1:
+            continue
+        role = replace(f.role, batch_per_gpu=1)
+        try:
+            t = decode_step_seconds(ctx, role, 1) / accepted_tokens(
+                role.mtp, ctx.workload.mtp_acceptance
+            )
+        except InputError:
+            continue
+        if best is None or t < best[0]:
+            best = (t, f)
+    return best
+
+
+def explain(prob: Problem, opts: list[Option]) -> str:
+    """Why no plan exists, in the user's terms, with the closest achievable numbers."""
+    for wl in prob.workloads:
+        mine = [o for o in opts if o.family.workload == wl.name]
+        serving = [o for o in mine if o.family.kind != RoleKind.PREFILL]
+        slo = wl.slo
+        if not serving:
+            best = fastest_decode(prob, wl.name)
+            if best is None:
+                return (
+                    f"{wl.name}: no shape of {', '.join(prob.modes)} holds the model in GPU "
+                    "memory with one sequence per GPU"
+                )
+            t, f = best
+            return (
+                f"{wl.name}: no plan meets TPOT {slo.tpot * 1e3:g} ms at p{slo.percentile:g} "
+                f"with TTFT {slo.ttft * 1e3:g} ms; the fastest shape reaches "
+                f"{t * 1e3:.1f} ms at batch 1 with {describe(f)}"
+            )
+        needs_prefill = all(o.family.kind == RoleKind.DECODE for o in serving)
+        if needs_prefill and not any(o.family.kind == RoleKind.PREFILL for o in mine):
+            return (
+                f"{wl.name}: no prefill shape meets TTFT {slo.ttft * 1e3:g} ms at "
+                f"p{slo.percentile:g} (and no aggregated shape serves it)"
+            )
+    smallest = min(_smallest_plan(prob, opts, wl.name) for wl in prob.workloads)
+    if prob.objective == "cost":
+        return (
+            f"the demand {_demand(prob)} does not fit the instance's "
+            f"{sum(p.gpus for p in prob.instance.pools)} GPUs under the SLOs"
+        )
+    return (
+        f"no plan fits the budget of {prob.budget} GPUs (and the pools' NVLink domains); the "
+        f"smallest plan that serves every workload needs {smallest} GPUs"
+    )
+
+
+def _demand(prob: Problem) -> str:
+    return ", ".join(f"{w}={r:g} req/s" for w, r in prob.traffic.demand.items())
+
+
+def _smallest_plan(prob: Problem, opts: list[Option], wl_name: str) -> int:
+    mine = [o for o in opts if o.family.workload == wl_name]
+    agg = [o.family.gpus for o in mine if o.family.kind == RoleKind.AGG]
+    dec = [o.family.gpus for o in mine if o.family.kind == RoleKind.DECODE]
+    pre = [o.family.gpus for o in mine if o.family.kind == RoleKind.PREFILL]
+    pd = min(dec) + min(pre) if dec and pre else math.inf
+    return int(min([*agg, pd]))
+
+
+def describe(f: Family) -> str:
+    r, s = f.role, f.role.shape
+    text = f"attention TP{s.attn_tp} x DP{s.attn_dp}, MoE TP{s.moe_tp} x EP{s.moe_ep}"
+    if r.afd is not None:
+        a = r.afd
+        text = (
+            f"AFD M={a.attention_gpus}, N={a.ffn_gpus}, K={r.micro_batches}, {a.dispatch}: " + text
+        )
+    return text + (f", MTP {r.mtp}" if r.mtp else "")
+
+
+def solve_once(
+    prob: Problem, banned: frozenset[str], timing: Timing, time_limit: float, rel_gap: float
+):
+    opts = options(prob, banned, timing)
+    if not opts:
+        raise InfeasibleError(explain(prob, opts))
+    start = time.perf_counter()
+    model = build(
+        opts,
+        prob.instance,
+        prob.traffic,
+        prob.resource(),
+        minimise_resource=prob.objective == "cost",
+    )
+    try:
+        solution = Solver(model, rel_gap).solve(prob.budget, prob.ratio, time_limit)
+    except TimeLimitError as err:
+        raise InputError("--time-limit", f"{err}; raise it") from None
+    except NoPlanError:
+        raise InfeasibleError(explain(prob, opts)) from None
+    finally:
+        timing.milp += time.perf_counter() - start
+    if not solution.replicas or (prob.objective != "cost" and solution.tokens_per_s <= 0):
+        raise InfeasibleError(explain(prob, opts))
+    return solution
+
+
+def solve(
+    prob: Problem,
+    time_limit: float = 60.0,
+    rel_gap: float = 1e-6,
+    replay: Replayer | None = None,
+) -> Outcome:
+    """The best plan, checked by the evaluator and (when given) the replay; roles the replay
+    finds breaking an SLO have their families withdrawn and the MILP runs again (at most
+    ``MAX_ROUNDS`` rounds)."""
+    timing = Timing()
+    banned: frozenset[str] = frozenset()
+    rounds: list[Round] = []
+    warnings: list[str] = []
+    report = None
+    for _ in range(MAX_ROUNDS):
+        solution = solve_once(prob, banned, timing, time_limit, rel_gap)
+        plan = plan_from(solution, prob.instance, prob.framework)
+        start = time.perf_counter()
+        evaluated = evaluate_context(prob.contexts, plan)
+        timing.evaluate += time.perf_counter() - start
+        if not evaluated.feasible:
+            broken = "; ".join(f.reason for f in evaluated.flags if not f.ok)
+            warnings.append(f"the evaluator rejects the plan the MILP chose: {broken}")
+        if replay is None:
+            break
+        start = time.perf_counter()
+        holds, failing, lines, report = replay(plan, evaluated)
+        timing.replay += time.perf_counter() - start
+        keys = _family_keys(plan, solution, failing)
+        rounds.append(Round("replay", holds, keys, lines))
+        if holds or not keys:
+            break
+        banned = banned | frozenset(keys)
+    else:
+        warnings.append(f"the replay still breaks an SLO after {MAX_ROUNDS} rounds")
+    st = solution.stats
+    if not st.optimal:
+        warnings.append(f"solver stopped at its time limit ({st.status}); gap {st.gap:.2%}")
+    return Outcome(plan, solution, evaluated, timing, rounds, warnings, report)
+
+
+def _family_keys(plan: Plan, solution: Solution, role_ids: list[str]) -> list[str]:
+    """The families behind the plan's roles with these ids (roles keep the solution's order)."""
+    keys = [o.key for o in chosen_order(solution)]
+    ids = [r.id for r in plan.roles]
+    return [keys[ids.index(i)] for i in role_ids if i in ids]
+
+
+def solve_budgets(
+    prob: Problem, budgets: list[int], time_limit: float = 60.0, rel_gap: float = 1e-6
+) -> list[Outcome | InfeasibleError]:
+    """The best plan per GPU budget from one model (capacities settled once, the budget a
+    mutable parameter of the same HiGHS instance), each checked by the evaluator."""
+    timing = Timing()
+    opts = options(prob, frozenset(), timing)
+    if not opts:
+        return [InfeasibleError(explain(prob, opts)) for _ in budgets]
+    cost = prob.objective == "cost"
+    model = build(opts, prob.instance, prob.traffic, prob.resource(), minimise_resource=cost)
+    solver = Solver(model, rel_gap)
+    out: list[Outcome | InfeasibleError] = []
+    for budget in budgets:
+        sized = replace(prob, budget=budget)
+        start = time.perf_counter()
+        try:
+            solution = solver.solve(budget, prob.ratio, time_limit)
+        except NoPlanError:
+            out.append(InfeasibleError(explain(sized, opts)))
+            continue
+        finally:
+            timing.milp += time.perf_counter() - start
+        if not solution.replicas:
+            out.append(InfeasibleError(explain(sized, opts)))
+            continue
+        plan = plan_from(solution, prob.instance, prob.framework)
+        evaluated = evaluate_context(prob.contexts, plan)
+        warnings = [] if evaluated.feasible else ["the evaluator rejects the plan"]
+        out.append(Outcome(plan, solution, evaluated, replace(timing), warnings=warnings))
+    return out

@@ -21,7 +21,7 @@ from aicpp_opt.search.problem import make_problem
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.studies.executor import Executor, map_tasks
 from aicpp_opt.studies.scenario import TIMING_COLUMNS, solve_scenario
-from aicpp_opt.studies.sweep import read_log, run_sweep
+from aicpp_opt.studies.sweep import read_log, run_sweep, spread
 from aicpp_opt.studies.sweep_spec import expand, load_spec, parse_spec
 
 SMALL = "small_h200_16"
@@ -153,6 +153,19 @@ def test_ids_are_readable_and_stable_across_processes():
     assert other.stdout.strip() == s.id
     longer = expand(parse_spec({**spec, "time_limit": 30})).scenarios[0]
     assert longer.id.split("#")[0] == s.id.split("#")[0] and longer.id != s.id
+
+
+def test_scenarios_sharing_capacities_are_spread_apart():
+    spec = {"instances": [SMALL], "workloads": ["chat", "coding"], "budgets": [8, 12, 16]}
+    order = spread(list(expand(parse_spec(spec)).scenarios))
+    assert [(s.workload.name, s.budget) for s in order] == [
+        ("chat", 8),
+        ("coding", 8),
+        ("chat", 12),
+        ("coding", 12),
+        ("chat", 16),
+        ("coding", 16),
+    ]
 
 
 # ------------------------------------------------------------------ executor and failing rows

@@ -8,6 +8,7 @@ log (one JSON row per finished scenario; a rerun skips every id in it except cra
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ def run_sweep(
     stale = sum(1 for i in logged if i not in wanted)
     if stale:
         say(f"{log_path}: {stale} row(s) of scenarios not in this spec: left out of the table")
-    todo = [s for s in scenarios if s.id not in finished]
+    todo = spread([s for s in scenarios if s.id not in finished])
     skipped = len(scenarios) - len(todo)
     if skipped:
         say(f"{skipped} of {len(scenarios)} scenarios already in {log_path}: not solved again")
@@ -105,6 +106,20 @@ def run_sweep(
     write_table(table, table_path)
     plot_sweep(table, png_path)
     return SweepRun(table, len(todo), skipped, (table_path, log_path, png_path))
+
+
+def spread(scenarios: list[Scenario]) -> list[Scenario]:
+    """The scenarios in solving order: those that share settled capacities (same instance,
+    workload, model, framework and mode; they differ only in budget or objective) spread
+    apart, first of each group first, so parallel workers start on different capacities and
+    the later members read theirs from the capacity cache instead of settling them again."""
+    seen: Counter = Counter()
+    ranked = []
+    for i, s in enumerate(scenarios):
+        group = (s.instance, s.workload, s.framework, s.mode)
+        ranked.append((seen[group], i))
+        seen[group] += 1
+    return [scenarios[i] for _, i in sorted(ranked)]
 
 
 def sweep_table(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -54,8 +54,12 @@ class Executor:
 
     @property
     def size(self) -> int:
-        """Workers this executor starts (the CPUs of this machine unless told)."""
-        return self.workers or os.cpu_count() or 1
+        """Workers this executor starts (unless told, the CPUs this process may use)."""
+        if self.workers:
+            return self.workers
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
     def describe(self) -> str:
         if self.address is not None:

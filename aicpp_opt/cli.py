@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "frontier": "aicpp_opt.commands.optimise:frontier",
     "compare": "aicpp_opt.commands.optimise:compare",
     "evaluate": "aicpp_opt.commands.evaluate:evaluate",
+    "export": "aicpp_opt.commands.export:export_command",
     "replay": "aicpp_opt.commands.replay:replay",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",

@@ -1,7 +1,9 @@
-"""Replay speed: one AFD decode step (61 layers: 3 dense + 58 MoE, K=2 micro-batches, direct
-sends over the pairing) on 72 GPUs (M=48, N=24, one NVLink domain) and on 1,152 GPUs
-(M=768, N=384, 8-GPU NVLink nodes on InfiniBand, so the A->F edges cross nodes).
-Targets: <= 2 s and <= 60 s. Prints the median of several runs.
+"""Replay speed: one decode step of an AFD plan replayed on the built-in network simulator
+from the op model (DeepSeek-V3.2, 61 layers, K=2 micro-batches, direct sends over the
+pairing): the shipped ``nvl72_afd`` plan (72-GPU NVLink domain) and one unit of M=384 attention
+and N=192 FFN GPUs (24 groups of 16 -> 8) on the 576 H200 GPUs of ``fleet_1152`` (8-GPU NVLink
+nodes on InfiniBand, so A->F edges cross nodes). Targets: <= 2 s and <= 60 s. Prints the
+median of several runs.
 
     python benchmarks/replay_speed.py [--runs 3]
 """
@@ -11,52 +13,73 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from dataclasses import replace
 
-from aicpp_opt.replay.expand import AfdDecode, ReplayInput
-
-from aicpp_opt.netsim.topology import Dim, Topology
-from aicpp_opt.replay.run import replay
-
-# The workload's shape only (durations and sizes do not change the event count much).
-T_A, T_F, T_DENSE = 150e-6, 200e-6, 200e-6
-HIDDEN_BYTES = 7168  # fp8 activations of a 7168-wide model, per token
-TOKENS_PER_MB = 64
+from aicpp_opt import PROJECT_ROOT
+from aicpp_opt.replay.adapter import replay_plan
+from aicpp_opt.spec.enums import Dispatch, Framework, RoleKind
+from aicpp_opt.spec.instance import load_instance
+from aicpp_opt.spec.plan import Afd, PairGroup, Placement, Plan, Role, Shape, load_plan
 
 
-def unit(num_gpus: int, topo: Topology) -> ReplayInput:
-    """M = 2/3 of the GPUs on attention, N = 1/3 on FFN, interleaved (A, A, F); pairing
-    groups of 12 attention GPUs with 6 FFN GPUs."""
-    att = tuple(g for g in range(num_gpus) if g % 3 != 2)
-    ffn = tuple(g for g in range(num_gpus) if g % 3 == 2)
-    pairing = tuple(
-        (att[12 * i : 12 * i + 12], ffn[6 * i : 6 * i + 6]) for i in range(len(ffn) // 6)
+def fleet_unit() -> tuple:
+    inst = load_instance("fleet_1152")
+    groups = tuple(
+        PairGroup(tuple(range(16 * i, 16 * i + 16)), tuple(range(8 * i, 8 * i + 8)))
+        for i in range(24)
     )
-    edge = TOKENS_PER_MB * HIDDEN_BYTES * 8 / 6  # top-8 tokens spread over the group's 6 FFN GPUs
-    spec = AfdDecode(att, ffn, pairing, 2, 3, 58, T_A, T_F, edge, 2 * edge, "direct", T_DENSE)
-    return ReplayInput(topo, spec)
+    afd = Afd(384, 192, "h200", Dispatch.DIRECT, groups, colocated=False)
+    placement = tuple(Placement("h200", d, 8) for d in range(72))
+    decode = Role(
+        RoleKind.DECODE,
+        "h200",
+        1,
+        placement,
+        Shape(1, 384, 1, 8),
+        batch_per_gpu=32,
+        afd=afd,
+        micro_batches=2,
+        id="decode",
+        workload=inst.workloads[0].name,
+    )
+    prefill = Role(
+        RoleKind.PREFILL,
+        "gb200",
+        1,
+        (Placement("gb200", 0, 8),),
+        Shape(1, 8, 1, 8),
+        chunk_tokens=8192,
+        id="prefill",
+        workload=inst.workloads[0].name,
+    )
+    return inst, Plan((prefill, decode), Framework.SGLANG)
+
+
+def nvl72_plan() -> tuple:
+    inst = load_instance("h200_nvl72")
+    return inst, load_plan(PROJECT_ROOT / "instances" / "plans" / "nvl72_afd.json", inst)
 
 
 CASES = {
-    72: (Topology((Dim("switch", 72, 450e9, 250e-9),)), 2.0),
-    1152: (Topology((Dim("switch", 8, 450e9, 250e-9), Dim("switch", 144, 50e9, 2000e-9))), 60.0),
+    "nvl72_afd (72 GPUs)": (nvl72_plan, 2.0),
+    "fleet_1152 AFD unit (576 GPUs)": (fleet_unit, 60.0),
 }
 
 
 def main(runs: int = 3) -> int:
     ok = True
-    for gpus, (topo, target) in CASES.items():
-        inp = unit(gpus, topo)
-        times, result = [], None
-        for _ in range(runs if gpus == 72 else max(1, runs - 2)):
+    for name, (make, target) in CASES.items():
+        inst, plan = make()
+        times, rep = [], None
+        for _ in range(runs):
             t0 = time.perf_counter()
-            result = replay(inp)
+            rep = replay_plan(replace(plan), inst)
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         ok &= med <= target
         print(
-            f"{gpus:>5} GPUs: {len(result.graph.ops):>8} ops, {result.sim.rate_updates:>6} "
-            f"fair-share updates, step {result.tpot_s * 1e3:.3f} ms simulated; "
-            f"wall median {med:.2f} s over {len(times)} runs (target <= {target:g} s) "
+            f"{name:<32} {len(rep.result.graph.ops):>8} ops, step {rep.step_s * 1e3:.3f} ms "
+            f"simulated; wall median {med:.2f} s over {runs} runs (target <= {target:g} s) "
             f"{'OK' if med <= target else 'MISSED'}"
         )
     return 0 if ok else 1

@@ -1,21 +1,24 @@
 """Optimiser speed, one command: ``python benchmarks/solve_speed.py [--runs N] [--skip-fleet]``.
 
-Prints, as medians of N runs measured in this same process run (shared, noisy machines: read
-the ratios):
+Prints medians of N runs (shared, noisy machines: read the ratios), each beside the strongest
+simple alternative on the same settled options, the closed-form single-family scan
+(``aicpp_opt.search.scan``), timed in the same process:
 
-1. ``aicpp-opt solve instances/h200_nvl72.json`` end to end (a fresh process: imports, tables,
-   options, MILP, evaluator check and the built-in replay), all modes, proven optimum. Target:
-   <= 5 s on a 2-core machine.
-2. The same problem by ``--method enumerate`` (the exhaustive oracle): the MILP must be >= 50x
-   faster, and both must find the same objective.
-3. ``instances/fleet_1152.json`` (1,152 GPUs, 16 racks x 72, GB200 + H200) to within 0.5 % gap,
-   end to end without replay. Target: <= 60 s.
+1. ``aicpp-opt solve instances/h200_nvl72.json`` end to end in a fresh process (imports,
+   tables, capacities, MILP, evaluator, built-in replay): with an empty capacity cache (cold,
+   target <= 5 s on 2 idle cores) and with the cache the first run left (warm, <= 1.5 s).
+2. ``instances/fleet_1152.json`` cold, no replay (target <= 30 s).
+3. ``frontier`` over 9 budgets (warm) against one warm solve (target <= 3x).
+
+Every target line says met or MISSED; the capacity phase's share of each run is printed so a
+miss says where the time went.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,70 +27,105 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
-def timed_cli(args: list[str]) -> tuple[float, dict]:
+def timed_cli(args: list[str], cache: str) -> tuple[float, dict]:
     """Wall seconds of one ``aicpp-opt`` run in a fresh process, and its --json result."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "result.json")
+        json_args = ["--json", str(out)] if args[0] != "frontier" else ["--out", tmp]
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "aicpp_opt.cli", *args, "--json", str(out)],
+            [sys.executable, "-m", "aicpp_opt.cli", *args, *json_args],
             cwd=ROOT,
             capture_output=True,
             text=True,
+            env={**os.environ, "AICPP_OPT_CACHE": cache},
         )
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"aicpp-opt {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
-        return seconds, json.loads(out.read_text())
+        result = json.loads(out.read_text()) if args[0] != "frontier" else {}
+        return seconds, result
 
 
-def median_run(args: list[str], runs: int) -> tuple[float, list[float], dict]:
-    times, result = [], {}
+def scan_seconds(instance: str) -> tuple[float, float]:
+    """(seconds, tokens/s) of the closed-form scan over the settled options (cache warm)."""
+    from aicpp_opt.search.problem import make_problem
+    from aicpp_opt.search.scan import scan
+    from aicpp_opt.search.solve import Timing, options
+    from aicpp_opt.spec.instance import load_instance
+
+    inst = load_instance(instance)
+    prob = make_problem(inst)
+    opts = options(prob, frozenset(), Timing())
+    start = time.perf_counter()
+    best = scan(opts, inst, prob.budget, prob.workloads[0].osl)
+    return time.perf_counter() - start, best.tokens_per_s
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def solve_case(name: str, args: list[str], runs: int, cold_target: float, warm_target: float):
+    cold, warm, result = [], [], {}
     for _ in range(runs):
-        t, result = timed_cli(args)
-        times.append(t)
-    return statistics.median(times), times, result
+        with tempfile.TemporaryDirectory() as cache:
+            t, result = timed_cli(args, cache)
+            cold.append(t)
+            t, _ = timed_cli(args, cache)
+            warm.append(t)
+            os.environ["AICPP_OPT_CACHE"] = cache
+            scan_s, scan_tps = scan_seconds(args[1])
+            del os.environ["AICPP_OPT_CACHE"]
+    c, w = statistics.median(cold), statistics.median(warm)
+    tim, st = result["timing"], result["solver"]
+    print(
+        f"{name}: cold {c:.2f} s ({verdict(c <= cold_target)}: <= {cold_target:g} s), "
+        f"warm {w:.2f} s ({verdict(w <= warm_target)}: <= {warm_target:g} s)"
+    )
+    print(
+        f"  last cold run: capacities {tim['capacities']:.2f} s ({tim['families']} families, "
+        f"{tim['exact']} exact), HiGHS {tim['milp']:.3f} s ({st['n_vars']} vars, "
+        f"{st['n_integer']} integer), evaluator {tim['evaluate']:.2f} s, replay "
+        f"{tim['replay']:.2f} s"
+    )
+    milp_tps = result["predicted"]["throughput_tok_s"]
+    print(
+        f"  closed-form single-family scan on the same options: {scan_s * 1e3:.1f} ms, "
+        f"{scan_tps:,.0f} tok/s; MILP {milp_tps:,.0f} tok/s "
+        f"({milp_tps / scan_tps - 1:+.1%} from mixing families)"
+        if scan_tps
+        else ""
+    )
+    return w
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--skip-fleet", action="store_true")
     a = parser.parse_args()
-
     nvl72 = ["solve", "instances/h200_nvl72.json"]
-    milp_s, milp_all, milp = median_run(nvl72, a.runs)
-    print(f"solve h200_nvl72 (all modes, replay on): median {milp_s:.2f} s over {a.runs} runs")
+    warm = solve_case("solve h200_nvl72 (replay on)", nvl72, a.runs, 5.0, 1.5)
+    with tempfile.TemporaryDirectory() as cache:
+        timed_cli(nvl72, cache)
+        budgets = "8,16,24,32,40,48,56,64,72"
+        t, _ = timed_cli(["frontier", "instances/h200_nvl72.json", "--budgets", budgets], cache)
     print(
-        f"  runs: {', '.join(f'{t:.2f}' for t in milp_all)}; target <= 5 s: "
-        f"{'met' if milp_s <= 5 else 'MISSED'}"
+        f"frontier h200_nvl72 over 9 budgets, all modes (cache warm): {t:.2f} s = "
+        f"{t / warm:.1f}x one warm solve ({verdict(t <= 3 * warm)}: <= 3x)"
     )
-    print(
-        f"  solver: {milp['solver']['status']}, gap {milp['solver']['gap']:.1e}, "
-        f"{milp['solver']['n_vars']} vars, {milp['solver']['n_constraints']} constraints"
-    )
-
-    enum_s, enum_all, enum = median_run([*nvl72, "--method", "enumerate", "--no-replay"], 1)
-    ratio = enum_s / milp_s
-    same = abs(milp["predicted"]["throughput_tok_s"] - enum["predicted"]["throughput_tok_s"])
-    same /= enum["predicted"]["throughput_tok_s"]
-    print(
-        f"enumerate h200_nvl72 (no replay): {enum_s:.2f} s ({enum['solver']['n_vars']} "
-        f"combinations); MILP is {ratio:.0f}x faster (target >= 50x: "
-        f"{'met' if ratio >= 50 else 'MISSED'}); objectives differ by {same:.2e}"
-    )
-
-    if a.skip_fleet:
-        return
-    fleet = ["solve", "instances/fleet_1152.json", "--gap", "0.005", "--no-replay"]
-    fleet_s, fleet_all, res = median_run(fleet, 1)
-    print(
-        f"solve fleet_1152 (1,152 GPUs, gap <= 0.5 %, no replay): {fleet_s:.1f} s, "
-        f"proven gap {res['solver']['gap']:.2e}, {res['solver']['n_vars']} vars; "
-        f"target <= 60 s: {'met' if fleet_s <= 60 else 'MISSED'}"
-    )
+    if not a.skip_fleet:
+        solve_case(
+            "solve fleet_1152 (no replay)",
+            ["solve", "instances/fleet_1152.json", "--no-replay"],
+            1,
+            30.0,
+            30.0,
+        )
 
 
 if __name__ == "__main__":

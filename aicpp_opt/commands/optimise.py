@@ -11,7 +11,7 @@ from rich.console import Console
 
 from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.spec.enums import Framework, values
-from aicpp_opt.spec.instance import MODES, Instance, load_instance
+from aicpp_opt.spec.instance import MODES, Instance, instance_path, load_instance
 
 MODE_CHOICES = ("auto", *MODES)
 FRAMEWORK_CHOICES = (*values(Framework), "all")
@@ -136,6 +136,29 @@ def _common_options(f):
     return f
 
 
+def _with_progress(console: Console, make):
+    """``make`` with a progress bar for the capacity phase (a long phase on a cold cache)."""
+    from rich.progress import Progress
+
+    bar = Progress(console=console, transient=True)
+    tasks: dict[str, object] = {}
+
+    def show(workload: str, done: int, total: int) -> None:
+        if workload not in tasks:
+            bar.start()
+            tasks[workload] = bar.add_task(f"capacities {workload}", total=total)
+        bar.update(tasks[workload], completed=done)
+        if done >= total:
+            bar.stop()
+
+    def build(fw, route):
+        prob = make(fw, route)
+        prob.progress = show
+        return prob
+
+    return build
+
+
 def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim, better):
     from aicpp_opt.model.routing import parse_routing
     from aicpp_opt.replay.check import replay_checker
@@ -148,6 +171,7 @@ def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim,
         check = replay_checker(inst, route, astra_sim) if replay else None
         return {"time_limit": time_limit, "replay": check}
 
+    make = _with_progress(console, make)
     return _solve_frameworks(
         console, lambda fw: make(fw, route), _frameworks(framework), kw, better
     )
@@ -206,7 +230,8 @@ def solve_command(
     )
     print_outcome(console, prob, out, time.perf_counter() - start)
     if json_out is not None:
-        json_out.write_text(json.dumps(outcome_dict(prob, out), indent=2, default=_plain) + "\n")
+        record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
+        json_out.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
         console.print(f"wrote {json_out}")
 
 
@@ -248,7 +273,8 @@ def size_command(
     )
     print_outcome(console, prob, out, time.perf_counter() - start)
     if json_out is not None:
-        json_out.write_text(json.dumps(outcome_dict(prob, out), indent=2, default=_plain) + "\n")
+        record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
+        json_out.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
         console.print(f"wrote {json_out}")
 
 

@@ -76,9 +76,10 @@ def placement(geom: Geometry, topo: Topology) -> tuple[tuple[int, ...], tuple[in
             if m + n > size:
                 raise InputError("topology", f"{geom.label()} does not fit one domain of {size}")
             return tuple(range(m)), tuple(range(m, m + n))
-        if max(m, n) > size:
-            raise InputError("topology", f"{geom.label()}: a side exceeds a domain of {size}")
-        return tuple(range(m)), tuple(range(size, size + n))
+        start = math.ceil(m / size) * size
+        if start + n > topo.num_gpus:
+            raise InputError("topology", f"{geom.label()} needs more GPUs than the topology has")
+        return tuple(range(m)), tuple(range(start, start + n))
     if geom.pattern == Pattern.P2P:
         return (0,), ((size if domains > 1 else 1),)
     per = math.ceil(geom.members / domains)

@@ -40,6 +40,21 @@ def milp_numbers(prob: Problem, out: Outcome) -> dict[str, float]:
     }
 
 
+def cost(prob: Problem, out: Outcome) -> dict[str, float] | None:
+    """Dollars per hour of the GPUs the plan uses and per million output tokens, from the pools'
+    ``cost_per_gpu_hour`` (None when a used pool has no price)."""
+    prices = {p.name: p.cost_per_gpu_hour for p in prob.instance.pools}
+    used = out.solution.gpus
+    if any(prices[p] is None for p, g in used.items() if g):
+        return None
+    per_hour = sum(prices[p] * g for p, g in used.items())
+    tokens_per_hour = out.evaluated.output_tps * 3600
+    return {
+        "usd_per_hour": per_hour,
+        "usd_per_million_tokens": per_hour / tokens_per_hour * 1e6 if tokens_per_hour else 0.0,
+    }
+
+
 def slo_lines(prob: Problem) -> list[str]:
     """Each workload's targets, its share or demand, and how they are judged."""
     lines = []
@@ -115,6 +130,13 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
     if prob.objective == "cost":
         pools = ", ".join(f"{p}: {g} GPUs" for p, g in sorted(out.solution.gpus.items()))
         console.print(f"fleet: {pools}")
+    dollars = cost(prob, out)
+    if dollars is not None:
+        console.print(
+            f"cost: ${dollars['usd_per_hour']:,.2f} per hour for the GPUs used, "
+            f"${dollars['usd_per_million_tokens']:.3f} per million output tokens "
+            "(the instance's cost_per_gpu_hour; GPUs only)"
+        )
     console.print("decided by the MILP:")
     for line in decision_lines(out):
         console.print(f"  {line}")
@@ -133,7 +155,6 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
 def outcome_dict(prob: Problem, out: Outcome) -> dict:
     st = out.solution.stats
     return {
-        "instance": str(prob.instance.name),
         "objective": prob.objective,
         "framework": prob.framework,
         "traffic": {"shares": prob.traffic.shares, "demand": prob.traffic.demand},
@@ -141,6 +162,7 @@ def outcome_dict(prob: Problem, out: Outcome) -> dict:
         "predicted": milp_numbers(prob, out),
         "evaluated": headline(out.evaluated),
         "evaluation": out.evaluated.to_dict(),
+        "cost": cost(prob, out),
         "replay": out.replay.to_dict() if out.replay is not None else None,
         "solver": {
             "status": st.status,

@@ -58,7 +58,7 @@ def key(ctx: Context, extra: dict) -> str:
         "tables": _tables_stamp(ctx),
         "model": repr(ctx.model),
         "workload": repr(ctx.workload),
-        "pools": repr(sorted(ctx.pools.items())),
+        "pools": [repr((p.name, p.system, p.gpus, p.topology)) for p in ctx.pools.values()],
         "framework": ctx.framework,
         "routing": repr(ctx.routing),
         "surrogate": ctx.surrogate,

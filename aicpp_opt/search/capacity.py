@@ -280,58 +280,80 @@ def group_key(fam: Family) -> tuple:
 
 @dataclass
 class Settled:
-    """The fastest family of each group with its capacity, and how many exact capacities the
-    bounds let us skip."""
+    """The fastest family of each group with its capacity; how many families and exact
+    capacities; and what was learnt per family (``Known``), for the cache."""
 
     best: dict[str, tuple[Family, Capacity]]
     families: int
     exact: int
+    known: dict[str, list]
 
 
-def _settle_group(ctx: Context, members: list[Family], limit: int) -> tuple[Family, Capacity, int]:
-    """The fastest member of one group, its capacity and how many exact capacities it took."""
-    if members[0].kind == RoleKind.PREFILL:
-        services = [prefill_service(ctx, f) for f in members]
-        bounds = [
-            (prefill_capacity(f.role, t) if math.isfinite(t) else 0.0, i, (f, t))
-            for i, (f, t) in enumerate(zip(members, services, strict=True))
-        ]
+Known = dict[str, list]
+"""Per family key: [bound, exact capacity as a list or None]; reused across solves, so a
+subset of the catalog (one mode, another budget) is settled from what an earlier solve
+computed."""
 
-        def exact_of(item):
-            return prefill_capacity_of(ctx, *item)
-    else:
-        bounds = [
-            (decode_bound(e, limit), i, e) for i, e in enumerate(_Family(ctx, f) for f in members)
-        ]
 
-        def exact_of(item):
-            return decode_capacity(item, limit)
+def _settle_group(
+    ctx: Context, members: list[Family], limit: int, known: Known
+) -> tuple[int, Capacity, int, Known]:
+    """(index of the fastest member, its capacity, exact capacities computed, new knowledge)."""
+    learnt: Known = {}
 
-    top, exact = (members[0], NONE), 0
-    for bound, i, item in sorted(bounds, key=lambda t: (-t[0], t[1])):
-        if bound <= top[1].rate or bound <= 0:
+    def bound_of(i: int, f: Family) -> float:
+        if f.key in known:
+            return known[f.key][0]
+        if f.kind == RoleKind.PREFILL:
+            service = prefill_service(ctx, f)
+            value = prefill_capacity(f.role, service) if math.isfinite(service) else 0.0
+        else:
+            value = decode_bound(_Family(ctx, f), limit)
+        learnt[f.key] = [value, None]
+        return value
+
+    def exact_of(f: Family) -> tuple[Capacity, int]:
+        """The capacity, and 1 when it had to be computed."""
+        hit = known.get(f.key) or learnt.get(f.key)
+        if hit is not None and hit[1] is not None:
+            return Capacity(*hit[1]), 0
+        if f.kind == RoleKind.PREFILL:
+            cap = prefill_capacity_of(ctx, f, prefill_service(ctx, f))
+        else:
+            cap = decode_capacity(_Family(ctx, f), limit)
+        learnt[f.key] = [(known.get(f.key) or learnt[f.key])[0], cap.to_list()]
+        return cap, 1
+
+    bounds = sorted(
+        ((bound_of(i, f), i) for i, f in enumerate(members)), key=lambda t: (-t[0], t[1])
+    )
+    top, best, exact = 0, NONE, 0
+    for bound, i in bounds:
+        if bound <= best.rate or bound <= 0:
             break
-        cap = exact_of(item)
-        exact += 1
-        if cap.rate > top[1].rate:
-            top = (members[i], cap)
-    return top[0], top[1], exact
+        cap, computed = exact_of(members[i])
+        exact += computed
+        if cap.rate > best.rate:
+            top, best = i, cap
+    return top, best, exact, learnt
 
 
 PARALLEL_FROM = 400
-"""Families from which ``settle`` spreads its groups over worker processes."""
+"""Families to settle (without known capacities) from which ``settle`` spreads its groups
+over worker processes."""
 
 _WORK: tuple = ()
-"""(context, groups, limit) handed to forked workers (inherited, never pickled)."""
+"""(context, groups, limit, known) handed to forked workers (inherited, never pickled)."""
 
 
-def _settle_chunk(indices: list[int]) -> list[tuple[int, Capacity, int, int]]:
-    ctx, groups, limit = _WORK
-    out = []
-    for g in indices:
-        fam, cap, exact = _settle_group(ctx, groups[g], limit)
-        out.append((g, cap, groups[g].index(fam), exact))
-    return out
+def _settle_chunk(indices: list[int]) -> list[tuple[int, Capacity, int, int, Known]]:
+    ctx, groups, limit, known = _WORK
+    return [(g, *_reorder(_settle_group(ctx, groups[g], limit, known))) for g in indices]
+
+
+def _reorder(result: tuple[int, Capacity, int, Known]) -> tuple[Capacity, int, int, Known]:
+    top, cap, exact, learnt = result
+    return cap, top, exact, learnt
 
 
 def workers() -> int:
@@ -343,32 +365,51 @@ def workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def settle(ctx: Context, fams: Iterable[Family], limit: int) -> Settled:
-    """The fastest family per group (see the module doc). Large catalogs are settled by
-    forked worker processes, groups spread over them largest first."""
+Progress = Callable[[int, int], None]
+"""Called with (groups settled, groups) as settling proceeds."""
+
+
+def settle(
+    ctx: Context,
+    fams: Iterable[Family],
+    limit: int,
+    known: Known | None = None,
+    progress: Progress | None = None,
+) -> Settled:
+    """The fastest family per group (see the module doc), reusing ``known`` capacities. Large
+    catalogs are settled by forked worker processes, groups spread over them largest first."""
     global _WORK
+    known = known or {}
     by_key: dict[tuple, list[Family]] = defaultdict(list)
     for f in fams:
         by_key[group_key(f)].append(f)
     groups = list(by_key.values())
     count = sum(len(g) for g in groups)
+    fresh = sum(1 for g in groups for f in g if f.key not in known)
     n = workers()
-    if n > 1 and count >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
+    if n > 1 and fresh >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
         order = sorted(range(len(groups)), key=lambda g: -len(groups[g]))
         chunks = [order[i :: 4 * n] for i in range(4 * n)]
-        _WORK = (ctx, groups, limit)
+        _WORK = (ctx, groups, limit, known)
         try:
+            results = []
             with mp.get_context("fork").Pool(n) as pool:
-                results = [r for part in pool.imap_unordered(_settle_chunk, chunks) for r in part]
+                for part in pool.imap_unordered(_settle_chunk, chunks):
+                    results += part
+                    if progress:
+                        progress(len(results), len(groups))
         finally:
             _WORK = ()
     else:
         results = []
         for g, members in enumerate(groups):
-            fam, cap, exact = _settle_group(ctx, members, limit)
-            results.append((g, cap, members.index(fam), exact))
+            results.append((g, *_reorder(_settle_group(ctx, members, limit, known))))
+            if progress:
+                progress(len(results), len(groups))
     best: dict[str, tuple[Family, Capacity]] = {}
-    for g, cap, i, _ in sorted(results, key=lambda r: r[0]):
+    learnt: Known = dict(known)
+    for g, cap, i, _, new in sorted(results, key=lambda r: r[0]):
+        learnt.update(new)
         if cap.rate > 0:
             best[groups[g][i].key] = (groups[g][i], cap)
-    return Settled(best, count, sum(r[3] for r in results))
+    return Settled(best, count, sum(r[3] for r in results), learnt)

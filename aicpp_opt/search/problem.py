@@ -5,6 +5,7 @@ grids), shared by every solve and check of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aicpp_opt.errors import InputError
@@ -36,6 +37,9 @@ class Problem:
     contexts: dict[str, Context]
     afd_placement: str | None = None
     """Only ``colocated`` or ``split`` AFD units (None: the solver chooses)."""
+    progress: Callable[[str, int, int], None] | None = None
+    """Called with (workload, groups settled, groups) while capacities settle (a progress
+    bar)."""
 
     @property
     def framework(self) -> str:

@@ -16,7 +16,7 @@ from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_context
 from aicpp_opt.model.steps import accepted_tokens, decode_step_seconds
 from aicpp_opt.search import cache
 from aicpp_opt.search.build import chosen_order, plan_from
-from aicpp_opt.search.capacity import Capacity, memory_batch, settle
+from aicpp_opt.search.capacity import memory_batch, settle
 from aicpp_opt.search.catalog import Family, families
 from aicpp_opt.search.formulation import (
     NoPlanError,
@@ -76,6 +76,7 @@ Replayer = Callable[[Plan, Evaluation], tuple[bool, list[str], list[str], object
 
 
 def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Timing):
+    """The settled options of one workload, from and into the capacity cache."""
     ctx = prob.contexts[wl_name]
     inst = prob.instance
     fams = [
@@ -84,30 +85,23 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
         if f.key not in banned
     ]
     timing.families += len(fams)
-    name = cache.key(
-        ctx,
-        {
-            "search": repr(inst.search),
-            "modes": prob.modes,
-            "afd_placement": prob.afd_placement,
-            "banned": sorted(banned),
-        },
-    )
-    hit = cache.load(name)
-    by_key = {f.key: f for f in fams}
-    if hit is not None and all(k in by_key for k in hit["best"]):
+    name = cache.key(ctx, {"max_batch_per_gpu": inst.search.max_batch_per_gpu})
+    known = cache.load(name) or {}
+    before = len(known)
+    report = None
+    if prob.progress is not None:
+
+        def report(done: int, total: int) -> None:
+            prob.progress(wl_name, done, total)
+
+    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report)
+    if len(settled.known) > before or any(
+        settled.known[k][1] != known.get(k, [None, None])[1] for k in settled.known
+    ):
+        cache.store(name, settled.known)
+    else:
         timing.cached += 1
-        timing.exact += hit["exact"]
-        return [(by_key[k], Capacity(*v)) for k, v in hit["best"].items()]
-    settled = settle(ctx, fams, inst.search.max_batch_per_gpu)
     timing.exact += settled.exact
-    cache.store(
-        name,
-        {
-            "exact": settled.exact,
-            "best": {k: cap.to_list() for k, (_, cap) in settled.best.items()},
-        },
-    )
     return list(settled.best.values())
 
 

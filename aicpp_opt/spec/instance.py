@@ -282,7 +282,7 @@ def read_json(path: str | Path, field: str) -> Any:
 
 
 def instance_path(path_or_name: str | Path) -> Path:
-    """``instances/<name>.json`` for a bare name that is not a file, else the path itself."""
+    """The file an instance argument names: a path, or a bare name under ``instances/``."""
     p = Path(path_or_name)
     if not p.suffix and not p.exists():
         p = PROJECT_ROOT / "instances" / f"{path_or_name}.json"

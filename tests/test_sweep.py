@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.cli import main
 from aicpp_opt.errors import InputError
 from aicpp_opt.report.sweep import bar_labels
@@ -188,8 +189,13 @@ def test_a_worker_that_dies_is_an_error_not_a_crash():
     assert result.value is None and "BrokenProcessPool" in result.error
 
 
-def test_rejected_scenario_is_a_row():
-    spec = {"instances": [SMALL], "workloads": ["chat"], "objectives": ["per-dollar"]}
+def test_rejected_scenario_is_a_row(tmp_path):
+    unpriced = json.loads((PROJECT_ROOT / "instances" / f"{SMALL}.json").read_text())
+    for pool in unpriced["cluster"]["pools"]:
+        pool.pop("cost_per_gpu_hour", None)
+    path = tmp_path / "unpriced.json"
+    path.write_text(json.dumps(unpriced))
+    spec = {"instances": [str(path)], "workloads": ["chat"], "objectives": ["per-dollar"]}
     (s,) = expand(parse_spec(spec)).scenarios
     row = solve_scenario(s)
     assert (row["status"], row["feasible"]) == ("bad-input", False)

@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "aicpp_opt.commands.replay:replay",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
-    "sweep": "aicpp_opt.studies.cli:sweep",
+    "sweep": "aicpp_opt.commands.sweep:sweep",
 }
 
 

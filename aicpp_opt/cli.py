@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compare": "aicpp_opt.commands.optimise:compare",
     "evaluate": "aicpp_opt.commands.evaluate:evaluate",
     "replay": "aicpp_opt.commands.replay:replay",
+    "simulate": "aicpp_opt.commands.simulate:simulate",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
 }

@@ -25,53 +25,52 @@ if TYPE_CHECKING:
     from aicpp_opt.simulate.sim import Simulation
 
 
-class AggRank:
-    def __init__(self) -> None:
-        self.batch = Batch()
-        self.queue: deque[Request] = deque()
-
-    @property
-    def outstanding(self) -> int:
-        return len(self.batch) + len(self.queue)
-
-    def prefill_pieces(self, cap: int, budget: int) -> list[tuple[Request, int, int]]:
-        """The prompt pieces this rank computes in the next iteration."""
-        pieces = []
-        seats = cap - len(self.batch)
-        for req in self.queue:
-            if budget <= 0 or seats <= 0:
-                break
-            start, end = next_piece(req, budget)
-            pieces.append((req, start, end))
-            budget -= end - start
-            seats -= 1
-        return pieces
+def prefill_pieces(
+    queue: deque[Request], seats: int, budget: int
+) -> list[tuple[Request, int, int]]:
+    """The prompt pieces a rank computes in the next iteration: in queue order, while budget
+    and seats last (a request being prefilled holds a seat)."""
+    pieces = []
+    for req in queue:
+        if budget <= 0 or seats <= 0:
+            break
+        start, end = next_piece(req, budget)
+        pieces.append((req, start, end))
+        budget -= end - start
+        seats -= 1
+    return pieces
 
 
 class AggReplica:
     def __init__(self, sim: Simulation, role: Role, index: int) -> None:
         self.sim, self.role, self.index = sim, role, index
         self.cap = seat_cap(role, per_rank=True)
-        self.ranks = [AggRank() for _ in range(role.shape.attn_dp)]
+        self.batch = Batch(role.shape.attn_dp)
+        self.queues: list[deque[Request]] = [deque() for _ in range(role.shape.attn_dp)]
         self.busy = False
 
-    @property
-    def outstanding(self) -> int:
-        return sum(r.outstanding for r in self.ranks)
+    def outstanding(self, rank: int | None = None) -> int:
+        """Requests decoding or queued on ``rank`` (None: on the replica)."""
+        if rank is None:
+            return self.batch.n + sum(len(q) for q in self.queues)
+        return self.batch.per_rank[rank] + len(self.queues[rank])
 
     def admit(self, req: Request, rank: int) -> None:
-        self.ranks[rank].queue.append(req)
+        self.queues[rank].append(req)
         if not self.busy:
             self._start()
 
     def _start(self) -> None:
-        sim, role = self.sim, self.role
-        pieces = [r.prefill_pieces(self.cap, role.chunk_tokens) for r in self.ranks]
-        loads = [
-            RankLoad(len(r.batch), tuple((s, e) for _, s, e in p))
-            for r, p in zip(self.ranks, pieces, strict=True)
+        sim, role, decoding = self.sim, self.role, self.batch.per_rank
+        pieces = [
+            prefill_pieces(q, self.cap - n, role.chunk_tokens) if q else []
+            for q, n in zip(self.queues, decoding, strict=True)
         ]
-        if all(x.empty for x in loads):
+        loads = [
+            RankLoad(n, tuple((s, e) for _, s, e in p))
+            for n, p in zip(decoding, pieces, strict=True)
+        ]
+        if not self.batch.n and not any(pieces):
             self.busy = False
             return
         self.busy = True
@@ -85,20 +84,20 @@ class AggReplica:
 
     def _end(self, dt: float, pieces: list[list[tuple[Request, int, int]]]) -> None:
         sim = self.sim
-        for rank, done in zip(self.ranks, pieces, strict=True):
-            rank.batch.advance(sim, self.role, dt)
+        self.batch.advance(sim, self.role, dt)
+        for rank, done in enumerate(pieces):
             joined = []
             for req, _, end in done:
                 req.prefilled = end
                 if end < req.isl:
                     continue
-                rank.queue.remove(req)
+                self.queues[rank].remove(req)
                 sim.first_token(req)
                 if req.osl > 1:
                     joined.append(req)
                 else:
                     sim.finish(req)
-            rank.batch.join(joined)
+            self.batch.join(joined, rank)
         self._start()
 
 
@@ -110,7 +109,14 @@ class AggRole:
         self.replicas = [AggReplica(sim, role, i) for i in range(role.replicas)]
 
     def admit(self, req: Request) -> None:
-        router = self.sim.router
-        replica = self.replicas[router.replica([r.outstanding for r in self.replicas])]
-        rank = router.rank((self.role.id, replica.index), [r.outstanding for r in replica.ranks])
+        router, replicas = self.sim.router, self.replicas
+        replica = replicas[
+            router.replica(len(replicas), lambda: [r.outstanding() for r in replicas])
+        ]
+        ranks = range(self.role.shape.attn_dp)
+        rank = router.rank(
+            (self.role.id, replica.index),
+            len(ranks),
+            lambda: [replica.outstanding(i) for i in ranks],
+        )
         replica.admit(req, rank)

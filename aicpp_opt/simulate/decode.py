@@ -27,39 +27,54 @@ def seat_cap(role: Role, per_rank: bool) -> int:
 
 
 class Batch:
-    """Sequences in decode: request ids, output tokens still owed, whether each is measured."""
+    """Sequences in decode: request ids, output tokens still owed, whether each is measured and
+    the attention-DP rank each runs on (counted per rank in ``per_rank``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ranks: int = 1) -> None:
         self.ids = np.empty(0, dtype=np.int64)
         self.owed = np.empty(0, dtype=np.int64)
         self.measured = np.empty(0, dtype=bool)
+        self.rank = np.empty(0, dtype=np.int64)
+        self.per_rank = [0] * ranks
+        self.n = 0
+        self.n_measured = 0
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def join(self, reqs: list[Request]) -> None:
-        if reqs:
-            self.ids = np.concatenate([self.ids, [r.id for r in reqs]])
-            self.owed = np.concatenate([self.owed, [r.osl - 1 for r in reqs]])
-            self.measured = np.concatenate([self.measured, [r.measured for r in reqs]])
+    def join(self, reqs: list[Request], rank: int = 0) -> None:
+        if not reqs:
+            return
+        measured = [r.measured for r in reqs]
+        self.ids = np.concatenate([self.ids, [r.id for r in reqs]])
+        self.owed = np.concatenate([self.owed, [r.osl - 1 for r in reqs]])
+        self.measured = np.concatenate([self.measured, measured])
+        self.rank = np.concatenate([self.rank, np.full(len(reqs), rank)])
+        self.per_rank[rank] += len(reqs)
+        self.n += len(reqs)
+        self.n_measured += sum(measured)
 
     def advance(self, sim: Simulation, role: Role, dt: float) -> None:
         """One step of ``dt`` seconds has ended now: emit tokens, finish who is done."""
-        if not len(self):
+        if not self.n:
             return
-        emitted = np.minimum(sim.accepted(role, len(self)), self.owed)
-        self.owed -= emitted
-        sim.log(role).step(sim.now, dt, int(emitted.sum()), int(self.measured.sum()), len(self))
+        if role.mtp:
+            emitted = np.minimum(sim.accepted(role, self.n), self.owed)
+            self.owed -= emitted
+            tokens = int(emitted.sum())
+        else:
+            self.owed -= 1
+            tokens = self.n
+        sim.log(role).step(sim.now, dt, tokens, self.n_measured, self.n)
         done = self.owed <= 0
-        if done.any():
-            for i in self.ids[done]:
-                sim.finish(sim.requests[i])
-            keep = ~done
-            self.ids, self.owed, self.measured = (
-                self.ids[keep],
-                self.owed[keep],
-                self.measured[keep],
-            )
+        if not done.any():
+            return
+        for i in self.ids[done]:
+            sim.finish(sim.requests[i])
+        for rank, count in enumerate(np.bincount(self.rank[done], minlength=len(self.per_rank))):
+            self.per_rank[rank] -= int(count)
+        self.n_measured -= int(self.measured[done].sum())
+        keep = ~done
+        self.ids, self.owed = self.ids[keep], self.owed[keep]
+        self.measured, self.rank = self.measured[keep], self.rank[keep]
+        self.n = len(self.ids)
 
 
 class DecodeReplica:
@@ -74,7 +89,7 @@ class DecodeReplica:
     @property
     def outstanding(self) -> int:
         """Sequences running, waiting for a seat, or with their KV on the way."""
-        return len(self.batch) + len(self.waiting) + self.incoming
+        return self.batch.n + len(self.waiting) + self.incoming
 
     def receive(self, req: Request) -> None:
         """``req``'s KV has arrived."""
@@ -86,7 +101,7 @@ class DecodeReplica:
     def _start(self) -> None:
         sim = self.sim
         joined = []
-        while self.waiting and len(self.batch) + len(joined) < self.cap:
+        while self.waiting and self.batch.n + len(joined) < self.cap:
             req = self.waiting.popleft()
             sim.first_token(req)
             if req.osl > 1:
@@ -94,9 +109,9 @@ class DecodeReplica:
             else:
                 sim.finish(req)
         self.batch.join(joined)
-        self.busy = bool(len(self.batch))
+        self.busy = bool(self.batch.n)
         if self.busy:
-            dt = sim.pricer.decode(self.role, len(self.batch))
+            dt = sim.pricer.decode(self.role, self.batch.n)
             sim.queue.at(sim.now + dt, self._end, dt)
 
     def _end(self, dt: float) -> None:
@@ -113,6 +128,9 @@ class DecodeRole:
 
     def choose(self) -> DecodeReplica:
         """The replica a request's KV is sent to."""
-        replica = self.replicas[self.sim.router.replica([r.outstanding for r in self.replicas])]
+        replicas = self.replicas
+        replica = replicas[
+            self.sim.router.replica(len(replicas), lambda: [r.outstanding for r in replicas])
+        ]
         replica.incoming += 1
         return replica

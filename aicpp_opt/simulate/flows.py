@@ -9,7 +9,7 @@ for aggregated and decode roles, requests per forward for prefill roles."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -104,21 +104,23 @@ class Router:
         self.rng = rng
         self._turn: dict[object, int] = {}
 
-    def replica(self, outstanding: Sequence[int]) -> int:
-        if len(outstanding) == 1:
+    def replica(self, count: int, outstanding: Callable[[], Sequence[int]]) -> int:
+        """One of ``count`` replicas; ``outstanding()`` gives their loads (read for jsq)."""
+        if count == 1:
             return 0
         if self.kind == "random":
-            return int(self.rng.integers(len(outstanding)))
-        return int(np.argmin(outstanding))
+            return int(self.rng.integers(count))
+        return int(np.argmin(outstanding()))
 
-    def rank(self, key: object, outstanding: Sequence[int]) -> int:
-        if len(outstanding) == 1:
+    def rank(self, key: object, count: int, outstanding: Callable[[], Sequence[int]]) -> int:
+        """One of ``count`` DP ranks of the replica ``key``."""
+        if count == 1:
             return 0
         if self.kind == "random":
             turn = self._turn.get(key, 0)
             self._turn[key] = turn + 1
-            return turn % len(outstanding)
-        return int(np.argmin(outstanding))
+            return turn % count
+        return int(np.argmin(outstanding()))
 
 
 def pick(rng: np.random.Generator, shares: list[tuple[Role, float]]) -> Role:

@@ -99,7 +99,10 @@ class PrefillRole:
         self.replicas = [PrefillReplica(sim, role, i) for i in range(role.replicas)]
 
     def admit(self, req: Request) -> None:
-        router = self.sim.router
-        replica = self.replicas[router.replica([r.outstanding for r in self.replicas])]
-        rank = router.rank((self.role.id, replica.index), [len(q) for q in replica.queues])
+        router, replicas = self.sim.router, self.replicas
+        replica = replicas[router.replica(len(replicas), lambda: [r.outstanding for r in replicas])]
+        queues = replica.queues
+        rank = router.rank(
+            (self.role.id, replica.index), len(queues), lambda: [len(q) for q in queues]
+        )
         replica.admit(req, rank)

@@ -8,7 +8,8 @@ each shipped instance's chosen plan (``aicpp-opt solve INSTANCE --json``) at the
 planned for. Both sides get the same plan with the same rates; the simulator reads no
 evaluator output.
 
-    python benchmarks/analytic_vs_simulated.py [--solve] [--loads 0.7,0.9] [--duration 900]
+    python benchmarks/analytic_vs_simulated.py [--solve [--keep DIR]] [--loads 0.7,0.9]
+        [--duration 900]
 """
 
 from __future__ import annotations
@@ -58,18 +59,23 @@ def hand_cases(loads: list[float]):
                 yield f"{name} @{load:.0%}", inst, at_rate(plan, wl, load * cap)
 
 
-def solved_cases():
-    for name in SHIPPED:
-        inst = load_instance(name)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "solve.json"
-            cmd = ["aicpp-opt", "solve", name, "--json", str(out)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0 or not out.exists():
-                print(f"{name}: solve failed: {(done.stderr or done.stdout).strip()[-300:]}")
-                continue
-            plan = parse_plan(json.loads(out.read_text())["plan"], inst)
-        yield f"{name} (solved)", inst, plan
+def solved_cases(keep: Path | None):
+    """Each shipped instance's chosen plan; kept in ``keep`` (and read back from there when
+    present) so a rerun does not solve again."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SHIPPED:
+            inst = load_instance(name)
+            out = folder / f"{name}.json"
+            if not out.exists():
+                cmd = ["aicpp-opt", "solve", name, "--json", str(out)]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0 or not out.exists():
+                    msg = (done.stderr or done.stdout).strip().splitlines()[-1:]
+                    print(f"{name}: solve failed: {' '.join(msg)}", flush=True)
+                    continue
+            yield f"{name} (solved)", inst, parse_plan(json.loads(out.read_text())["plan"], inst)
 
 
 def _ms(x: float) -> str:
@@ -87,6 +93,7 @@ def _ratio(a: float, s: float) -> tuple[str, bool]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--solve", action="store_true", help="also every shipped instance's plan")
+    ap.add_argument("--keep", type=Path, default=None, help="folder to keep solved plans in")
     ap.add_argument("--loads", default="0.7,0.9", help="shares of capacity for the hand plans")
     ap.add_argument("--duration", type=float, default=900.0, help="seconds of arrivals")
     ap.add_argument("--seed", type=int, default=0)
@@ -94,7 +101,7 @@ def main() -> int:
     loads = [float(x) for x in args.loads.split(",") if x]
     cases = list(hand_cases(loads))
     if args.solve:
-        cases += list(solved_cases())
+        cases += list(solved_cases(args.keep))
     head = (f"{'case':28} {'workload':15} {'req/s':>8} | {'TTFT p90 analytic':>17} "
             f"{'simulated':>9} {'ratio':>11} | {'TPOT p90 analytic':>17} {'simulated':>9} "
             f"{'ratio':>11} | within 15%  sim s")  # fmt: skip
@@ -119,7 +126,8 @@ def main() -> int:
             print(
                 f"{label:28} {name:15} {w.flow.arrival_rate:8.2f} | {_ms(w.ttft.percentile):>17} "
                 f"{_ms(s.slo_ttft)} {ttft_r} | {_ms(w.tpot.percentile):>17} {_ms(s.slo_tpot)} "
-                f"{tpot_r} | {'yes' if ok else 'NO ':>10} {wall:6.1f}"
+                f"{tpot_r} | {'yes' if ok else 'NO ':>10} {wall:6.1f}",
+                flush=True,
             )
             for note in sim.notes:
                 print(f"{'':28} note: {note}")

@@ -4,6 +4,7 @@ placement, determinism by seed, the op-model pricing of a prefill forward, and t
 
 import json
 import math
+from dataclasses import replace
 from statistics import NormalDist
 
 import numpy as np
@@ -117,12 +118,15 @@ def test_replicas_take_the_placement_in_order():
     assert [link_domains(x, dec[0]) for x in pre] == [2, 1]
 
 
-def test_a_prefill_forward_at_the_plans_batch_is_the_op_models_prefill(nvl72):
+@pytest.mark.parametrize("batch,k", [(1, 1), (4, 2)])
+def test_a_prefill_forward_at_the_plans_batch_is_the_op_models_prefill(nvl72, batch, k):
+    """A full forward (every rank with ``batch`` whole prompts) costs what the op model's
+    prefill of the role costs, micro-batches included."""
     p = load_plan(PD_PLAN, nvl72)
-    pre = p.roles[0]
+    pre = replace(p.roles[0], batch=batch, micro_batches=k)
     ctxs = contexts(nvl72, p)
     isl = int(ctxs[pre.workload].workload.isl)
-    loads = [RankLoad(0, ((0, isl),) * pre.batch)] * pre.shape.attn_dp
+    loads = [RankLoad(0, ((0, isl),) * batch)] * pre.shape.attn_dp
     seconds = OpModelPricer(ctxs).forward(pre, loads)
     assert seconds == pytest.approx(prefill_step(ctxs[pre.workload], pre).total, rel=1e-9)
 

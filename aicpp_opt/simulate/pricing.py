@@ -6,6 +6,7 @@ are the evaluator's inputs; none of its results (step totals, queues, percentile
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,7 +50,8 @@ class OpModelPricer:
     A replica's attention ranks run in lock step (every MoE layer joins them), so a forward
     lasts as long as its slowest rank's: the op model prices each distinct rank load (as if
     every rank carried it) and the longest wins. A rank's load is split evenly over the role's
-    K micro-batches, as ``model.steps`` does. Decode sequences are read at the workload's mean
+    K micro-batches, as ``model.steps`` does; requests computing the same prompt piece form one
+    span of that many requests (one batched attention call, as the tables measure it). Decode sequences are read at the workload's mean
     decode context. Times are memoised per (role, load)."""
 
     def __init__(self, contexts: dict[str, Context]) -> None:
@@ -66,7 +68,7 @@ class OpModelPricer:
                 load.decode_seqs / k,
                 ctx.workload.decode_context if load.decode_seqs else 0.0,
                 1 + role.mtp,
-                tuple(Span(1.0 / k, float(s), float(e)) for s, e in load.spans),
+                tuple(Span(n / k, float(s), float(e)) for (s, e), n in Counter(load.spans).items()),
             )
             hit = self._memo[key] = step_seconds(forward(ctx, role, op_load), ctx.pipeline)
         return hit

@@ -19,7 +19,7 @@ from aicpp_opt.model.steps import prefill_step
 from aicpp_opt.simulate import simulate_plan
 from aicpp_opt.simulate.placement import link_domains, replica_domains
 from aicpp_opt.simulate.pricing import OpModelPricer, RankLoad
-from aicpp_opt.simulate.requests import lognormal_sampler, trace_arrivals
+from aicpp_opt.simulate.requests import lognormal_lengths, trace_arrivals
 from aicpp_opt.simulate.stats import percentile, weighted_percentile
 from aicpp_opt.simulate.trace import read_trace
 from aicpp_opt.spec.instance import load_instance
@@ -53,14 +53,13 @@ def test_a_late_request_makes_the_tail_infinite_not_flattering():
 
 
 def test_lengths_are_lognormal_with_the_workload_mean_and_cv():
-    draw = lognormal_sampler(np.random.default_rng(2), 1000.0, 0.5)
-    x = np.array([draw() for _ in range(100_000)], dtype=float)
+    x = lognormal_lengths(np.random.default_rng(2), 1000.0, 0.5, 100_000).astype(float)
     sigma = math.sqrt(math.log(1.25))
     p90 = math.exp(math.log(1000) - sigma**2 / 2 + sigma * NormalDist().inv_cdf(0.9))
     assert x.mean() == pytest.approx(1000, rel=0.01)
     assert x.std() / x.mean() == pytest.approx(0.5, rel=0.03)
     assert percentile(x, 90) == pytest.approx(p90, rel=0.02)
-    assert lognormal_sampler(np.random.default_rng(2), 1024.0, 0.0)() == 1024
+    assert set(lognormal_lengths(np.random.default_rng(2), 1024.0, 0.0, 10)) == {1024}
 
 
 def _trace(tmp_path, text: str):

@@ -9,6 +9,8 @@ for aggregated and decode roles, requests per forward for prefill roles."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -64,9 +66,42 @@ def _normalised(pairs: list[tuple[Role, float]]) -> list[tuple[Role, float]]:
     return [(r, w / total) for r, w in pairs]
 
 
-def entry_shares(plan: Plan, workload: str) -> list[tuple[Role, float]]:
-    """(aggregated or prefill role, share of the workload's new requests). The P/D part gets
-    its decode roles' weight, split over its prefill roles by their own weights."""
+class Uniforms:
+    """Uniform draws on [0, 1), taken from ``rng`` a block at a time (one numpy call per
+    block rather than per draw)."""
+
+    def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
+        self.rng, self.block = rng, block
+        self._buf: list[float] = []
+        self._next = 0
+
+    def __call__(self) -> float:
+        if self._next == len(self._buf):
+            self._buf, self._next = self.rng.random(self.block).tolist(), 0
+        self._next += 1
+        return self._buf[self._next - 1]
+
+
+class Shares:
+    """Roles and the share of requests each gets; ``pick`` draws one."""
+
+    def __init__(self, pairs: list[tuple[Role, float]]) -> None:
+        self.roles = [r for r, _ in pairs]
+        self.shares = [s for _, s in pairs]
+        self._upper = list(itertools.accumulate(self.shares))
+
+    def pick(self, u: float) -> Role:
+        """The role whose slice of [0, 1) holds ``u``."""
+        if len(self.roles) == 1:
+            return self.roles[0]
+        i = bisect.bisect_right(self._upper, u * self._upper[-1])
+        return self.roles[min(i, len(self.roles) - 1)]
+
+
+def entry_shares(plan: Plan, workload: str) -> Shares:
+    """The aggregated and prefill roles taking a workload's new requests, with their shares.
+    The P/D part gets its decode roles' weight, split over its prefill roles by their own
+    weights."""
     serve = serving(plan, workload)
     weights = dict(zip((r.id for r in serve), _weights(serve), strict=True))
     pairs = [(r, weights[r.id]) for r in serve if r.role == RoleKind.AGG]
@@ -75,22 +110,22 @@ def entry_shares(plan: Plan, workload: str) -> list[tuple[Role, float]]:
     if prefill:
         split = _normalised(list(zip(prefill, _weights(prefill), strict=True)))
         pairs += [(r, pd_weight * s) for r, s in split]
-    return _normalised(pairs)
+    return Shares(_normalised(pairs))
 
 
-def decode_shares(plan: Plan, prefill: Role) -> list[tuple[Role, float]]:
-    """(decode role, share of ``prefill``'s requests): the plan's routes from it (by their
-    rates when all have one), else every decode role of its workload; by the decode roles'
-    weights otherwise."""
+def decode_shares(plan: Plan, prefill: Role) -> Shares:
+    """The decode roles ``prefill``'s requests go to, with their shares: the plan's routes from
+    it (by their rates when all have one), else every decode role of its workload; by the
+    decode roles' weights otherwise."""
     named = [r for r in plan.routes if r.prefill == prefill.id]
     if named and all(r.rate is not None for r in named):
-        return _normalised([(plan.role(r.decode), float(r.rate)) for r in named])
+        return Shares(_normalised([(plan.role(r.decode), float(r.rate)) for r in named]))
     targets = (
         [plan.role(r.decode) for r in named]
         if named
         else plan.serving(prefill.workload, RoleKind.DECODE)
     )
-    return _normalised(list(zip(targets, _weights(targets), strict=True)))
+    return Shares(_normalised(list(zip(targets, _weights(targets), strict=True))))
 
 
 class Router:
@@ -101,7 +136,7 @@ class Router:
         if kind not in ROUTERS:
             raise InputError("--router", f"unknown {kind!r}; use one of {', '.join(ROUTERS)}")
         self.kind = kind
-        self.rng = rng
+        self.uniform = Uniforms(rng)
         self._turn: dict[object, int] = {}
 
     def replica(self, count: int, outstanding: Callable[[], Sequence[int]]) -> int:
@@ -109,7 +144,7 @@ class Router:
         if count == 1:
             return 0
         if self.kind == "random":
-            return int(self.rng.integers(count))
+            return int(self.uniform() * count)
         return int(np.argmin(outstanding()))
 
     def rank(self, key: object, count: int, outstanding: Callable[[], Sequence[int]]) -> int:
@@ -121,11 +156,3 @@ class Router:
             self._turn[key] = turn + 1
             return turn % count
         return int(np.argmin(outstanding()))
-
-
-def pick(rng: np.random.Generator, shares: list[tuple[Role, float]]) -> Role:
-    """A role drawn with the given shares."""
-    if len(shares) == 1:
-        return shares[0][0]
-    i = int(rng.choice(len(shares), p=[s for _, s in shares]))
-    return shares[i][0]

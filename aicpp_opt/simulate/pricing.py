@@ -51,8 +51,9 @@ class OpModelPricer:
     lasts as long as its slowest rank's: the op model prices each distinct rank load (as if
     every rank carried it) and the longest wins. A rank's load is split evenly over the role's
     K micro-batches, as ``model.steps`` does; requests computing the same prompt piece form one
-    span of that many requests (one batched attention call, as the tables measure it). Decode sequences are read at the workload's mean
-    decode context. Times are memoised per (role, load)."""
+    span of that many requests (one batched attention call, as the tables measure it). Decode
+    sequences are read at the workload's mean decode context. Times are memoised per (role,
+    load)."""
 
     def __init__(self, contexts: dict[str, Context]) -> None:
         self.contexts = contexts

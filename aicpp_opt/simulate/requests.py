@@ -50,15 +50,18 @@ class Arrival:
     cached: int
 
 
-def lognormal_sampler(rng: np.random.Generator, mean: float, cv: float):
-    """Integer lengths >= 1 with the given mean and coefficient of variation (lognormal:
-    sigma^2 = ln(1 + cv^2), mu = ln(mean) - sigma^2 / 2); every draw is the mean when cv is 0."""
+BLOCK = 4096
+"""Arrivals drawn per numpy call."""
+
+
+def lognormal_lengths(rng: np.random.Generator, mean: float, cv: float, n: int) -> np.ndarray:
+    """``n`` integer lengths >= 1 with the given mean and coefficient of variation (lognormal:
+    sigma^2 = ln(1 + cv^2), mu = ln(mean) - sigma^2 / 2); all the mean when cv is 0."""
     if cv <= 0:
-        fixed = max(1, round(mean))
-        return lambda: fixed
+        return np.full(n, max(1, round(mean)), dtype=np.int64)
     sigma = math.sqrt(math.log1p(cv * cv))
     mu = math.log(mean) - sigma * sigma / 2
-    return lambda: max(1, round(float(rng.lognormal(mu, sigma))))
+    return np.maximum(1, np.rint(rng.lognormal(mu, sigma, n))).astype(np.int64)
 
 
 def cached_tokens(isl: int, share: float) -> int:
@@ -72,13 +75,14 @@ def poisson_arrivals(
 ) -> Iterator[Arrival]:
     """Endless Poisson arrivals at ``rate`` requests/s; lengths lognormal around the workload's
     means with its CVs, the workload's prefix-reuse share of each prompt cached."""
-    isl = lognormal_sampler(rng, workload.isl, workload.isl_cv)
-    osl = lognormal_sampler(rng, workload.osl, workload.osl_cv)
     t = 0.0
     while True:
-        t += float(rng.exponential(1.0 / rate))
-        n = isl()
-        yield Arrival(t, n, osl(), cached_tokens(n, workload.prefix_reuse))
+        times = t + np.cumsum(rng.exponential(1.0 / rate, BLOCK))
+        isl = lognormal_lengths(rng, workload.isl, workload.isl_cv, BLOCK)
+        osl = lognormal_lengths(rng, workload.osl, workload.osl_cv, BLOCK)
+        for at, n, out in zip(times.tolist(), isl.tolist(), osl.tolist(), strict=True):
+            yield Arrival(at, n, out, cached_tokens(n, workload.prefix_reuse))
+        t = float(times[-1])
 
 
 def trace_arrivals(rows: tuple[TraceRow, ...], prefix_share: float) -> Iterator[Arrival]:

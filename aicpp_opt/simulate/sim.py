@@ -11,7 +11,7 @@ import numpy as np
 from aicpp_opt.simulate.agg import AggRole
 from aicpp_opt.simulate.decode import DecodeRole
 from aicpp_opt.simulate.events import EventQueue
-from aicpp_opt.simulate.flows import Router, decode_shares, entry_shares, pick
+from aicpp_opt.simulate.flows import Router, Uniforms, decode_shares, entry_shares
 from aicpp_opt.simulate.placement import link_domains, replica_domains
 from aicpp_opt.simulate.prefill import PrefillRole
 from aicpp_opt.simulate.pricing import Pricer
@@ -43,7 +43,7 @@ class Simulation:
         self.plan, self.workloads, self.pricer = plan, workloads, pricer
         self.queue = EventQueue()
         streams = np.random.SeedSequence(seed).spawn(3)
-        self.route_rng = np.random.default_rng(streams[0])
+        self.uniform = Uniforms(np.random.default_rng(streams[0]))
         self.mtp_rng = np.random.default_rng(streams[1])
         self.router = Router(router, np.random.default_rng(streams[2]))
         self.measure_from, self.measure_until, self.stop_at = measure_from, measure_until, stop_at
@@ -83,7 +83,7 @@ class Simulation:
         )  # fmt: skip
         self.requests.append(req)
         self.pending += measured
-        role = pick(self.route_rng, self._entries[workload])
+        role = self._entries[workload].pick(self.uniform())
         req.prefill_role = role.id
         if role.role == RoleKind.AGG:
             req.decode_role = role.id
@@ -96,7 +96,7 @@ class Simulation:
 
     def decode_target(self, prefill: Role, req: Request) -> DecodeRole:
         """The decode role a prefilled request goes to (the plan's routes)."""
-        role = pick(self.route_rng, self._targets[prefill.id])
+        role = self._targets[prefill.id].pick(self.uniform())
         req.decode_role = role.id
         return self.roles[role.id]
 

@@ -33,6 +33,7 @@ def test_pd_two_requests(tmp_path):
     assert w.ttft_samples == pytest.approx([0.4, 0.7])
     assert w.tpot_samples == pytest.approx([0.7 / 3, 0.5 / 2])
     assert res.roles["prefill"].wait.mean == pytest.approx((0.0 + 0.2) / 2)
+    assert res.roles["decode"].seat_wait.mean == pytest.approx((0.0 + 0.1) / 2)
     assert w.itl.mean == pytest.approx((0.2 + 0.2 + 0.3 + 0.3 + 0.2) / 5)
     assert res.ended_at == pytest.approx(1.3)
 

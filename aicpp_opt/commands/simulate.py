@@ -48,8 +48,8 @@ def print_result(res: SimResult, console: Console) -> None:
         )
     console.print(t)
     r = Table(title="per role")
-    for col in ("role", "kind", "requests", "wait mean/p90 ms", "TTFT p90 ms", "TPOT p90 ms",
-                "ITL p90 ms", "batch/GPU"):  # fmt: skip
+    for col in ("role", "kind", "requests", "wait mean/p90 ms", "seat wait mean/p90 ms",
+                "TTFT p90 ms", "TPOT p90 ms", "ITL p90 ms", "batch/GPU"):  # fmt: skip
         r.add_column(col, justify="left" if col in ("role", "kind") else "right")
     for rid, s in res.roles.items():
         r.add_row(
@@ -57,6 +57,7 @@ def print_result(res: SimResult, console: Console) -> None:
             s.kind.value,
             str(s.requests),
             f"{_ms(s.wait.mean)} / {_ms(s.wait.p90)}" if s.wait else "",
+            f"{_ms(s.seat_wait.mean)} / {_ms(s.seat_wait.p90)}" if s.seat_wait else "",
             _ms(s.ttft.p90) if s.ttft else "",
             _ms(s.tpot.p90) if s.tpot else "",
             _ms(s.itl.p90) if s.itl else "",

@@ -19,22 +19,28 @@ def _ms(x: float | None) -> float | None:
     return x * 1e3 if x is not None and math.isfinite(x) else None
 
 
+def _finite(values: list[float]) -> np.ndarray:
+    """Durations with NaN (the request never got there) as infinite."""
+    t = np.array(values, dtype=float)
+    return np.where(np.isnan(t), math.inf, t)
+
+
 def ttfts(reqs: list[Request]) -> np.ndarray:
     """Arrival to first token, infinite for a request that never got one."""
-    t = np.array([r.first_token - r.arrival for r in reqs], dtype=float)
-    return np.where(np.isnan(t), math.inf, t)
+    return _finite([r.first_token - r.arrival for r in reqs])
 
 
 def tpots(reqs: list[Request]) -> np.ndarray:
     """Per-request TPOT of requests with two or more output tokens, infinite if unfinished."""
-    t = np.array([(r.finish - r.first_token) / (r.osl - 1) for r in reqs if r.osl > 1], float)
-    return np.where(np.isnan(t), math.inf, t)
+    return _finite([(r.finish - r.first_token) / (r.osl - 1) for r in reqs if r.osl > 1])
 
 
 @dataclass(frozen=True)
 class RoleStats:
     """One role over the measured requests it served. ``wait``: arrival to the start of the
-    request's first prefill forward (prefill and aggregated roles). ``batch_per_gpu``: mean
+    request's first prefill forward (prefill and aggregated roles). ``seat_wait``: the KV's
+    arrival to joining a decode batch (P/D decode roles: the rest of the step in progress, and
+    any wait for a free seat). ``batch_per_gpu``: mean
     decoding sequences per attention GPU over the window (decode and aggregated roles), to set
     beside the plan's."""
 
@@ -44,6 +50,7 @@ class RoleStats:
     requests: int
     ttft: Dist | None = None
     wait: Dist | None = None
+    seat_wait: Dist | None = None
     tpot: Dist | None = None
     itl: Dist | None = None
     throughput_tok_s: float | None = None
@@ -51,7 +58,7 @@ class RoleStats:
 
     def to_dict(self) -> dict:
         out: dict = {"kind": self.kind.value, "workload": self.workload, "requests": self.requests}
-        for name in ("ttft", "wait", "tpot", "itl"):
+        for name in ("ttft", "wait", "seat_wait", "tpot", "itl"):
             value = getattr(self, name)
             if value is not None:
                 out[f"{name}_ms"] = value.to_ms()
@@ -169,9 +176,10 @@ def _role_stats(sim: Simulation, role_id: str, window, measured: list[Request]) 
     mine = [r for r in measured if (r.prefill_role if prefills else r.decode_role) == role_id]
     parts: dict = {}
     if prefills:
-        wait = np.array([r.prefill_start - r.arrival for r in mine], dtype=float)
         parts["ttft"] = Dist.of(ttfts(mine))
-        parts["wait"] = Dist.of(np.where(np.isnan(wait), math.inf, wait))
+        parts["wait"] = Dist.of(_finite([r.prefill_start - r.arrival for r in mine]))
+    if role.role == RoleKind.DECODE:
+        parts["seat_wait"] = Dist.of(_finite([r.first_token - r.kv_done for r in mine]))
     if decodes:
         parts["tpot"] = Dist.of(tpots(mine))
         parts["itl"] = _itl(sim, [role_id])

@@ -2,6 +2,8 @@
 the rank's KV link, continuous batching joining at step boundaries), lock-step attention-DP
 ranks, and an aggregated role mixing chunked prefill into decode iterations."""
 
+import math
+
 import pytest
 
 from aicpp_opt.simulate import simulate_plan
@@ -75,3 +77,19 @@ def test_a_full_rank_admits_no_prefill_until_a_seat_frees(tmp_path):
     p = plan(inst, role("agg", 1, batch_per_gpu=1, chunk_tokens=1000))
     res = _run(tmp_path, p, inst, "0,100,2\n0.01,100,2\n", StubPricer(constant(0.2)))
     assert res.workload().ttft_samples == pytest.approx([0.2, 0.59])
+
+
+def test_an_overloaded_role_shows_infinite_percentiles_not_flattering_ones():
+    """Prefill at three times its capacity: by the end of the drain (200 s) one forward a
+    second has served about 200 of some 300 arrivals, so a third of the measured ones never
+    finish; they count as infinitely late and the JSON says null."""
+    inst = instance({"name": "w", "isl": 100, "osl": 1})
+    p = plan(inst, role("prefill", 1, batch=1, chunk_tokens=4096), role("decode", 1, domain=1))
+    res = simulate_plan(
+        p, inst, duration_s=100.0, rates={"w": 3.0}, pricer=StubPricer(constant(1.0))
+    )
+    w = res.workload()
+    assert w.unfinished > w.requests / 4
+    assert math.isinf(w.ttft.p90) and w.to_dict()["ttft_ms"]["p90"] is None
+    assert w.slo_attainment < 0.5
+    assert any("unfinished" in n for n in res.notes)

@@ -157,7 +157,7 @@ def _itl(sim: Simulation, role_ids: list[str]) -> Dist:
 
 def _window_tokens(sim: Simulation, role_ids: list[str], window: tuple[float, float]) -> float:
     start, end = window
-    return sum(sim.logs[r].tokens_in(start, end) for r in role_ids) / (end - start)
+    return sum(sim.logs[r].tokens_in(start, end) for r in role_ids) / max(end - start, 1e-9)
 
 
 def _batch_per_gpu(sim: Simulation, role_id: str, window: tuple[float, float]) -> float:
@@ -166,7 +166,8 @@ def _batch_per_gpu(sim: Simulation, role_id: str, window: tuple[float, float]) -
     inside = (t >= start) & (t < end)
     seat_seconds = np.asarray(log.step_seqs)[inside] @ np.asarray(log.step_seconds)[inside]
     role = sim.plan.role(role_id)
-    return float(seat_seconds / (end - start) / (role.replicas * role.shape.attention_gpus))
+    gpus = role.replicas * role.shape.attention_gpus
+    return float(seat_seconds / max(end - start, 1e-9) / gpus)
 
 
 def _role_stats(sim: Simulation, role_id: str, window, measured: list[Request]) -> RoleStats:

@@ -115,9 +115,9 @@ def simulate_plan(
     ended = sim.run(None if progress is None else lambda now: progress(now, end_estimate))
     window = (warmup_s, ended if rows else duration_s)
     notes = []
-    if ended >= sim.stop_at - 1e-9 and sim.pending:
+    if sim.pending:
         notes.append(
-            f"stopped at {ended:.1f} s with {sim.pending} measured requests unfinished: "
+            f"stopped at {sim.stop_at:g} s with {sim.pending} measured requests unfinished: "
             "a role cannot keep up with the load (they count as infinitely late)"
         )
     source = f"trace {trace}" if rows else "poisson"

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "aicpp_opt.commands.evaluate:evaluate",
     "export": "aicpp_opt.commands.export:export_command",
     "replay": "aicpp_opt.commands.replay:replay",
+    "simulate": "aicpp_opt.commands.simulate:simulate",
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
     "sweep": "aicpp_opt.commands.sweep:sweep",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from aicpp_opt.costs.store import COST_TABLES_DIR, read_system
 from aicpp_opt.errors import InputError
-from aicpp_opt.spec.instance import Instance, instance_path, load_instance, read_json
+from aicpp_opt.jsonio import read_json
+from aicpp_opt.spec.instance import Instance, instance_path, load_instance
 from aicpp_opt.spec.model import ModelSpec, load_model
 from aicpp_opt.spec.plan import Plan, parse_plan
 

@@ -43,3 +43,7 @@ class InfeasibleError(Exception):
 class OutOfTimeError(Exception):
     """The command's time limit ran out before a plan was found; the message says where the
     time went. Printed as one line, exit 4."""
+
+
+NOT_REACHED = "not solved: the time limit ran out"
+"""A case of a multi-solve command (frontier, compare, --framework all) the limit cut off."""

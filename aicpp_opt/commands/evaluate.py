@@ -4,8 +4,6 @@ writes the full result. Exits 3 when the plan breaks an SLO or memory."""
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,10 +11,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from aicpp_opt.errors import InfeasibleError
 from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_plan
+from aicpp_opt.jsonio import write_json
 from aicpp_opt.model.context import SURROGATES
 from aicpp_opt.model.routing import parse_routing
 from aicpp_opt.model.schedule import PIPELINES
+from aicpp_opt.paths import output_file
 from aicpp_opt.report.summary import make_console
 from aicpp_opt.spec.enums import Framework, values
 from aicpp_opt.spec.instance import load_instance
@@ -87,7 +88,8 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
 )
 def evaluate(instance, plan, workload, json_out, surrogate, pipeline, routing, framework):
     """Evaluate PLAN.json on INSTANCE (a name under instances/ or a path); exit 3 when the plan
-    breaks an SLO or memory."""
+    breaks an SLO or memory (after printing and writing the result)."""
+    output_file(json_out, "--json")
     route = parse_routing(routing, "--routing")
     inst = load_instance(instance)
     p = load_plan(plan, inst, load_model(inst.model).moe.num_experts)
@@ -103,6 +105,7 @@ def evaluate(instance, plan, workload, json_out, surrogate, pipeline, routing, f
     )
     print_evaluation(ev, make_console())
     if json_out is not None:
-        json_out.write_text(json.dumps(ev.to_dict(), indent=2) + "\n")
-    if not ev.feasible:
-        sys.exit(3)
+        write_json(json_out, ev.to_dict())
+    broken = [f.reason for f in ev.flags if not f.ok]
+    if broken:
+        raise InfeasibleError(f"the plan breaks {len(broken)} check(s): {'; '.join(broken)}")

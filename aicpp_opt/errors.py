@@ -23,6 +23,12 @@ def brief(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
 
 
+def key_name(key: str) -> str:
+    """A user's key as part of a field name: as written when short and printable, else
+    ``brief``'s form."""
+    return key if len(key) <= 100 and key.isprintable() else brief(key)
+
+
 class InputError(Exception):
     """Bad input from a user: a file, a field, an option. Printed as one line, exit 2."""
 

@@ -132,9 +132,9 @@ def plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} has no JSON form")
 
 
-def dumps_json(value: Any, indent: int | None = 2) -> str:
+def dumps_json(value: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
     """The one JSON serialiser of every ``--json`` output (strict JSON, trailing newline)."""
-    return json.dumps(plain(value), indent=indent, allow_nan=False) + "\n"
+    return json.dumps(plain(value), indent=indent, allow_nan=False, sort_keys=sort_keys) + "\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

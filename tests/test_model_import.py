@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from aicpp_opt.cli import main
 from aicpp_opt.errors import InputError
-from aicpp_opt.spec.model import available_models, import_hf_config, load_model
+from aicpp_opt.spec.hf_config import import_hf_config
+from aicpp_opt.spec.model import available_models, load_model
 
 aic = pytest.importorskip("aiconfigurator_core")
 CONFIGS = Path(aic.__file__).parent / "model_configs"

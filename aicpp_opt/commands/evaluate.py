@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aicpp_opt.errors import InfeasibleError
@@ -28,12 +29,13 @@ from aicpp_opt.spec.plan import load_plan
 def _source(op) -> str:
     marks = " (extrapolated)" if op.cost.extrapolated else ""
     marks += f" [fallback: {op.cost.fallback}]" if op.cost.fallback else ""
-    return op.cost.source + marks
+    return escape(op.cost.source + marks)
 
 
 def print_evaluation(ev: Evaluation, console: Console) -> None:
     for role in ev.roles:
-        t = Table(title=f"{role.role} ({role.kind.value}): {role.step.total * 1e3:.3f} ms per step")
+        title = f"{role.role} ({role.kind.value}): {role.step.total * 1e3:.3f} ms per step"
+        t = Table(title=escape(title))
         for col in ("op", "layer", "stage", "side", "count", "ms each", "ms total", "source"):
             t.add_column(col, justify="right" if col.startswith(("count", "ms")) else "left")
         for op in role.step.ops:
@@ -51,7 +53,7 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
     for w in ev.workloads:
         f, p = w.flow, f"p{w.workload.slo.percentile:g}"
         console.print(
-            f"{w.workload.name}: TPOT mean {w.tpot.mean * 1e3:.2f} ms, {p} "
+            f"{escape(w.workload.name)}: TPOT mean {w.tpot.mean * 1e3:.2f} ms, {p} "
             f"{w.tpot.percentile * 1e3:.2f} ms | TTFT mean {w.ttft.total * 1e3:.1f} ms, {p} "
             f"{w.ttft.percentile * 1e3:.1f} ms (wait {w.ttft.queueing * 1e3:.1f}, prefill "
             f"{w.ttft.prefill * 1e3:.1f}, KV {w.ttft.kv_transfer * 1e3:.2f}) | "
@@ -64,9 +66,9 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
     )
     for flag in ev.flags:
         mark = "[green]ok [/]" if flag.ok else "[red]NO [/]"
-        console.print(f"{mark} {flag.name}: {flag.reason}")
+        console.print(f"{mark} {escape(flag.name)}: {escape(flag.reason)}")
     for note in ev.notes:
-        console.print(f"note: {note}")
+        console.print(escape(f"note: {note}"))
     console.print("feasible" if ev.feasible else "[red]infeasible[/]")
 
 

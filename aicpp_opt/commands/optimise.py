@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from aicpp_opt import deadline
 from aicpp_opt.errors import NOT_REACHED, InfeasibleError, InputError, OutOfTimeError, brief
@@ -286,7 +287,7 @@ def _report(console, prob, out, seconds: float, json_out: Path | None, instance:
     if json_out is not None:
         record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
         write_json(json_out, record)
-        console.print(f"wrote {json_out}")
+        console.print(escape(f"wrote {json_out}"))
 
 
 @click.command(name="size")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -99,7 +100,7 @@ def run_compare(console: Console, instance: Instance, json_out: Path | None) -> 
     out = {"plans": results, "tightest_tpot_ms": tightest}
     if json_out is not None:
         write_json(json_out, out)
-        console.print(f"wrote {json_out}")
+        console.print(escape(f"wrote {json_out}"))
     if missed:
         raise OutOfTimeError(
             f"{missed} of {len(cases) + len(bases) * len(MODES)} cases were not solved (shown "
@@ -158,13 +159,13 @@ def _tightest_table(
     t.add_column("only one family feasible")
     for name, per_mode in tightest.items():
         cells = [_tightest_cell(v) for v in per_mode.values()]
-        t.add_row(name, *cells, only_feasible(per_mode))
+        t.add_row(escape(name), *cells, only_feasible(per_mode))
     return t
 
 
 def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> Table:
     t = Table(
-        title=f"{instance.name}: best plan per mode: output tok/s (per GPU, per user)",
+        title=escape(f"{instance.name}: best plan per mode: output tok/s (per GPU, per user)"),
         title_justify="left",
     )
     t.add_column("workload · SLO")
@@ -191,5 +192,5 @@ def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> T
         else:
             top = max(feasible, key=lambda m: rows[m]["throughput_tok_s"])
             best = f"{top} (only feasible)" if len(feasible) == 1 else top
-        t.add_row(wl, *cells, best)
+        t.add_row(escape(wl), *cells, best)
     return t

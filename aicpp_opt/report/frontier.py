@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from aicpp_opt import deadline
@@ -80,7 +81,7 @@ def run_frontier(
                 progress.advance(task)
     _write(rows, out_dir)
     _plot(rows, modes, out_dir / "frontier.png", instance.name, workload.name)
-    console.print(f"wrote {out_dir / 'frontier.csv'}, frontier.json and frontier.png")
+    console.print(escape(f"wrote {out_dir / 'frontier.csv'}, frontier.json and frontier.png"))
     missed = sum(r["reason"] == NOT_REACHED for r in rows)
     if missed:
         raise OutOfTimeError(

@@ -51,6 +51,9 @@ def read_system_json(folder: Path, system: str) -> dict:
         "units": "bytes, bytes/s (1e9 = GB/s) per GPU per direction",
         "source": f"user measurements ({path.name})",
         "reserve_source": raw.get("reserve_source") or f"user {path.name}",
+        "mem_bw_scaling": spec.mem_bw_scaling,
+        "mem_latency_s": spec.mem_latency,
+        "mem_source": spec.mem_source or f"user {path.name}",
     }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from aicpp_opt.costs.store import parse_system
-from aicpp_opt.errors import InputError, brief
+from aicpp_opt.errors import InputError, brief, key_name
 from aicpp_opt.jsonio import decode_utf8, read_bytes, read_json
 from aicpp_opt.paths import inside
 from calibrate.ops import CATEGORICAL, OPS, OpSource
@@ -118,7 +118,8 @@ def _record(row: dict[str, str], src: OpSource, where: str) -> dict:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, cells by column) of every row, header and cell counts checked."""
-    text = decode_utf8(read_bytes(path, "--source"), "--source", path.name).removeprefix("\ufeff")
+    data = read_bytes(path, path.name)
+    text = decode_utf8(data, path.name, "the file").removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [c.strip() for c in next(reader, [])]
@@ -127,7 +128,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         unknown = [c for c in header if c not in COLUMNS]
         if unknown:
             raise InputError(
-                f"{path.name}:1 {brief(unknown[0])}", "unknown column; see calibrate/CSV_FORMAT.md"
+                f"{path.name}:1 {key_name(unknown[0])}",
+                "unknown column; see calibrate/CSV_FORMAT.md",
             )
         for needed in ("op", "latency_ms"):
             if needed not in header:

@@ -52,6 +52,8 @@ def reason(r: dict) -> str:
 def records(root: Path | None, system: str | None) -> list[dict]:
     """One record per table file: error, grid coverage, default-or-alternative backend
     (``root`` None: every root of the search path)."""
+    if root is not None and not root.is_dir():
+        raise InputError("--root", f"{brief(root)} is not a folder of cost tables")
     systems = available_systems(root)
     if system is not None and system not in systems:
         raise InputError(

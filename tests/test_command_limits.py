@@ -52,7 +52,7 @@ def test_solve_bad_option_is_one_line_exit_2(args, field):
         (("--budgets", "8,x"), "--budgets"),
         (("--budgets", "8,inf"), "--budgets"),
         (("--budgets", ",".join(["8"] * 65)), "--budgets"),
-        (("--budgets", "8", "--modes", "afd2"), "--mode"),
+        (("--budgets", "8", "--modes", "afd2"), "--modes"),
         (("--budgets", "8", "--tpots", "-1"), "--tpots"),
         (("--budgets", "8", "--out", "/nonexistent/frontier"), "--out"),
         (("--budgets", "8", "--time-limit", "-1"), "--time-limit"),

@@ -47,14 +47,14 @@ def positive_seconds(value: float, option: str) -> float:
     return value
 
 
-def parse_modes(mode: str) -> tuple[str, ...] | None:
+def parse_modes(mode: str, option: str = "--mode") -> tuple[str, ...] | None:
     """``auto`` means every mode the instance allows; else a comma-separated list."""
     if mode == "auto":
         return None
     modes = tuple(m.strip() for m in mode.split(","))
     for m in modes:
         if m not in MODES:
-            raise InputError("--mode", f"unknown mode {brief(m)}; use auto or {', '.join(MODES)}")
+            raise InputError(option, f"unknown mode {brief(m)}; use auto or {', '.join(MODES)}")
     return modes
 
 
@@ -360,7 +360,7 @@ def frontier(instance, budgets, workload, modes, objective, tpots, out_dir, time
     deadline.limit(positive_seconds(time_limit, "--time-limit"))
     sizes = positive_list(budgets, "--budgets", int)
     targets = positive_list(tpots, "--tpots", float) if tpots else []
-    mode_list = parse_modes(modes)
+    mode_list = parse_modes(modes, "--modes")
     output_dir(out_dir, "--out")
     inst = load_instance(instance)
     wl = inst.workload(resolve_workload(inst, workload, "--workload") if workload else None)

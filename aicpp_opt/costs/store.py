@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from aicpp_opt.costs.curve import Curve, blend
-from aicpp_opt.errors import InputError, brief
+from aicpp_opt.errors import InputError, brief, key_name
 from aicpp_opt.jsonio import read_json
 from aicpp_opt.paths import data_dir, inside, safe_name, table_roots
 
@@ -249,7 +249,8 @@ def parse_system(raw: Any, name: str, where: str = "system.json") -> SystemSpec:
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise InputError(
-            f"{where}.{brief(unknown[0])}", f"unknown field; allowed: {', '.join(sorted(allowed))}"
+            f"{where}.{key_name(unknown[0])}",
+            f"unknown field; allowed: {', '.join(sorted(allowed))}",
         )
     for key in SYSTEM_TEXT:
         if key in raw and not isinstance(raw[key], str):
@@ -281,7 +282,7 @@ def _selection(raw: Any, where: str) -> dict:
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise InputError(where, 'must map each op to {"backend": ..., "reason": ...}')
     for op, entry in raw.items():
-        safe_name(op, f"{where}.{brief(op)}")
+        safe_name(op, f"{where}.{key_name(op)}")
         if entry.get("backend") is not None:
             safe_name(entry["backend"], f"{where}.{op}.backend")
         available = entry.get("available", [])

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aicpp_opt.errors import InputError, brief
+from aicpp_opt.errors import InputError, brief, key_name
 from aicpp_opt.jsonio import read_json
 from aicpp_opt.paths import data_dir, safe_name, safe_name_or_none
 from aicpp_opt.spec.limits import (
@@ -185,8 +185,10 @@ def _search(data: Any) -> SearchSpace:
     if data is None:
         return SearchSpace()
     where = "search"
+    if not isinstance(data, dict):
+        raise InputError(where, "must be an object (modes, tp_values, max_ep, ...)")
     only_keys(
-        data if isinstance(data, dict) else {},
+        data,
         {
             "modes",
             "tp_values",
@@ -327,9 +329,8 @@ def parse_mix(
     shares = {}
     for name, share in data.items():
         if name not in known:
-            raise InputError(
-                f"{field}.{brief(name)}", f"is not a workload of the instance; use one of {known}"
-            )
+            where = f"{field}.{key_name(name)}"
+            raise InputError(where, f"is not a workload of the instance; use one of {known}")
         shares[name] = num(share, f"{field}.{name}", strict=True, hi=MAX_MIX_SHARE)
     total = sum(shares.values())
     return tuple((name, share / total) for name, share in shares.items())

@@ -10,7 +10,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from aicpp_opt.errors import InputError, brief
+from aicpp_opt.errors import InputError, brief, key_name
 from aicpp_opt.jsonio import read_json
 from aicpp_opt.paths import data_dir, safe_name
 from aicpp_opt.spec.limits import (
@@ -263,7 +263,7 @@ def _bytes_per_param(data: Any, dtypes: DTypes) -> dict[str, float]:
     for dtype in {"bfloat16", dtypes.weights, dtypes.moe}:
         if dtype not in data:
             raise InputError(f"{w}.{dtype}", "is required (a dtype the model's weights use)")
-    return {k: num(v, f"{w}.{brief(k)}", strict=True, hi=8) for k, v in data.items()}
+    return {k: num(v, f"{w}.{key_name(k)}", strict=True, hi=8) for k, v in data.items()}
 
 
 def parse_model(raw: Any) -> ModelSpec:

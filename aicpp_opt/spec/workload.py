@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from aicpp_opt.errors import InputError, brief
+from aicpp_opt.errors import InputError, brief, key_name
 from aicpp_opt.spec.limits import MAX_CV, MAX_NAME, MAX_SLO_MS, MAX_TOKENS
 
 # ---------------------------------------------------------------- field readers (shared)
@@ -74,8 +74,9 @@ def only_keys(data: dict, allowed: set[str], where: str) -> None:
     """Reject unknown keys (typos would otherwise be silently ignored)."""
     extra = sorted(set(data) - allowed)
     if extra:
-        key = extra[0] if len(extra[0]) <= MAX_NAME and extra[0].isprintable() else brief(extra[0])
-        raise InputError(f"{where}.{key}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
+        raise InputError(
+            f"{where}.{key_name(extra[0])}", f"unknown field; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 # ---------------------------------------------------------------- workloads

@@ -3,7 +3,6 @@ as JSON records."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from rich.table import Table
 
 from aicpp_opt.costs.store import available_systems, check_table, find_root, read_system
 from aicpp_opt.errors import InputError, brief
-from aicpp_opt.jsonio import read_json
+from aicpp_opt.jsonio import dumps_json, read_json
 
 ACCEPT_MEDIAN = 0.02
 ACCEPT_P95 = 0.08
@@ -90,7 +89,7 @@ def records(root: Path | None, system: str | None) -> list[dict]:
 def print_report(root: Path | None, system: str | None, as_json: bool) -> None:
     recs = records(root, system)
     if as_json:
-        print(json.dumps(recs, indent=1, sort_keys=True))
+        print(dumps_json(recs, indent=1, sort_keys=True), end="")
         return
     t = Table(
         title=f"cost-table fit error on held-out points (target median <= "

@@ -76,6 +76,10 @@ Replayer = Callable[[Plan, Evaluation], tuple[bool, list[str], list[str], object
 """(plan, evaluation) -> (holds, ids of the roles that break an SLO, lines, report)."""
 
 
+CACHE_DAMAGE = (TypeError, KeyError, IndexError, ValueError, AttributeError)
+"""What settling from a cache file of another shape (edited, damaged) raises."""
+
+
 def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Timing):
     """The settled options of one workload, from and into the capacity cache."""
     ctx = prob.contexts[wl_name]
@@ -98,7 +102,13 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
         def report(done: int, total: int) -> None:
             prob.progress(wl_name, done, total)
 
-    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+    try:
+        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+    except CACHE_DAMAGE:
+        if not known and not samples:
+            raise
+        known, samples, seen = {}, {}, 0  # cache files not of the shape stored: recompute
+        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
     if settled.exact or len(settled.known) > len(known):
         cache.store(name, settled.known)
         if len(samples) > seen or not known:

@@ -104,3 +104,17 @@ def test_a_bad_option_is_rejected_before_the_solver_loads():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
     assert out.stderr.strip().startswith("error: --time-limit:")
+
+
+def test_simulate_json_is_strict_and_a_missed_slo_is_one_line_exit_3(tmp_path):
+    """Overloaded (80 req/s on a decode side that serves about 40), the queue never drains:
+    unfinished requests make the mean TPOT infinite, written as null."""
+    plan = PROJECT_ROOT / "tests" / "bad_inputs" / "plan_breaks_tpot.json"
+    out = tmp_path / "sim.json"
+    args = ["simulate", SMALL, str(plan), "--duration", "30", "--rate", "80", "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("infeasible: SLO missed: chat-relaxed: TTFT")
+    tpot = strict(out)["workloads"]["chat-relaxed"]["tpot_ms"]
+    assert tpot["mean"] is None and tpot["p50"] > 0

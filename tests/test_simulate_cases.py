@@ -5,9 +5,9 @@ ranks, and an aggregated role mixing chunked prefill into decode iterations."""
 import math
 
 import pytest
+from simulate_helpers import StubPricer, constant, instance, plan, role, slowest_tokens
 
 from aicpp_opt.simulate import simulate_plan
-from tests.simulate_helpers import StubPricer, constant, instance, plan, role, slowest_tokens
 
 
 def _run(tmp_path, p, inst, rows: str, pricer):

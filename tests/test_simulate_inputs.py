@@ -10,6 +10,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from simulate_helpers import instance, plan, role
 
 from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.cli import main
@@ -24,7 +25,6 @@ from aicpp_opt.simulate.stats import percentile, weighted_percentile
 from aicpp_opt.simulate.trace import read_trace
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import load_plan
-from tests.simulate_helpers import instance, plan, role
 
 PD_PLAN = PROJECT_ROOT / "instances" / "plans" / "nvl72_pd.json"
 

@@ -5,10 +5,10 @@ chain of that batch queue, joining the shortest queue waits less, and MTP emits
 1 + a + ... + a^d tokens per step on average."""
 
 import pytest
+from simulate_helpers import StubPricer, constant, instance, plan, role
 
 from aicpp_opt.model.queueing import batch_queue
 from aicpp_opt.simulate import simulate_plan
-from tests.simulate_helpers import StubPricer, constant, instance, plan, role
 
 SERVICE = 1.0
 

@@ -1,21 +1,23 @@
 """``aicpp-opt simulate INSTANCE PLAN``: the request-level simulation of a plan (see
 ``docs/simulate.md``): TTFT, TPOT and ITL percentiles, throughput and SLO attainment per
-workload and per role, with a progress bar; ``--json`` and ``--png`` write them. Exits 3 when a
-workload misses its TTFT or TPOT target at the SLO percentile."""
+workload and per role, with a progress bar; ``--json`` and ``--png`` write them (paths checked
+before the run, JSON through the serialiser). Exits 3 when a workload misses its TTFT or TPOT
+target at the SLO percentile."""
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt.jsonio import write_json
+from aicpp_opt.paths import output_file
 from aicpp_opt.report.summary import make_console
 from aicpp_opt.simulate import SimResult, simulate_plan
 from aicpp_opt.simulate.flows import ROUTERS
@@ -37,7 +39,7 @@ def print_result(res: SimResult, console: Console) -> None:
         t.add_column(col, justify="left" if col == "workload" else "right")
     for name, w in res.workloads.items():
         t.add_row(
-            name,
+            escape(name),
             "trace" if w.rate_rps is None else f"{w.rate_rps:.2f}",
             f"{w.requests}" + (f" ({w.unfinished} unfinished)" if w.unfinished else ""),
             " / ".join(_ms(x) for x in (w.ttft.mean, w.ttft.p50, w.ttft.p90, w.ttft.p99)),
@@ -53,7 +55,7 @@ def print_result(res: SimResult, console: Console) -> None:
         r.add_column(col, justify="left" if col in ("role", "kind") else "right")
     for rid, s in res.roles.items():
         r.add_row(
-            rid,
+            escape(rid),
             s.kind.value,
             str(s.requests),
             f"{_ms(s.wait.mean)} / {_ms(s.wait.p90)}" if s.wait else "",
@@ -70,7 +72,7 @@ def print_result(res: SimResult, console: Console) -> None:
         f"{res.ended_at:.1f} s after {res.events:,} events"
     )
     for note in res.notes:
-        console.print(f"note: {note}")
+        console.print(escape(f"note: {note}"))
 
 
 def _misses(res: SimResult) -> list[str]:
@@ -112,6 +114,8 @@ def simulate(
     instance, plan, workload, trace, duration, warmup, seed, rate, router, json_out, png_out
 ):
     """Simulate PLAN on INSTANCE request by request; exit 3 when an SLO percentile is missed."""
+    output_file(json_out, "--json")
+    output_file(png_out, "--png")
     inst = load_instance(instance)
     p = load_plan(plan, inst, load_model(inst.model).moe.num_experts)
     rates = None
@@ -148,12 +152,10 @@ def simulate(
         )
     print_result(res, console)
     if json_out is not None:
-        json_out.write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+        write_json(json_out, res.to_dict())
     if png_out is not None:
         plot_latencies(res, png_out, inst.name)
-        console.print(f"wrote {png_out}")
+        console.print(escape(f"wrote {png_out}"))
     misses = _misses(res)
-    for miss in misses:
-        console.print(f"[red]SLO missed[/] {miss}")
     if misses:
-        sys.exit(3)
+        raise InfeasibleError(f"SLO missed: {'; '.join(misses)}")

@@ -542,8 +542,17 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
     return plan
 
 
+def plan_record(data: Any) -> tuple[Any, Any]:
+    """A plan file's plan object and the instance it records: ``solve --json`` output holds
+    the plan under ``plan`` beside ``instance``; a plain plan file records none."""
+    if isinstance(data, dict) and isinstance(data.get("plan"), dict):
+        return data["plan"], data.get("instance")
+    return data, None
+
+
 def load_plan(path: str | Path, instance: Instance, num_experts: int | None = None) -> Plan:
-    return parse_plan(read_json(path, "plan"), instance, num_experts)
+    """A plan file, or the plan in ``solve --json`` output."""
+    return parse_plan(plan_record(read_json(path, "plan"))[0], instance, num_experts)
 
 
 def _role_dict(role: Role) -> dict[str, Any]:

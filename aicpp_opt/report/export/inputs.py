@@ -14,7 +14,7 @@ from aicpp_opt.errors import InputError, brief
 from aicpp_opt.jsonio import read_json
 from aicpp_opt.spec.instance import Instance, instance_path, load_instance
 from aicpp_opt.spec.model import ModelSpec, load_model
-from aicpp_opt.spec.plan import Plan, parse_plan
+from aicpp_opt.spec.plan import Plan, parse_plan, plan_record
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,9 @@ def hf_id(model: ModelSpec) -> str:
     return f"{found[1]}/{found[2]}"
 
 
-def _plan_and_instance(path: Path) -> tuple[object, object]:
-    """The plan object of a file, and the instance it records (solve --json output)."""
-    data = read_json(path, "PLAN")
-    if isinstance(data, dict) and "plan" in data:
-        return data["plan"], data.get("instance")
-    return data, None
-
-
 def read_export_input(plan_path: Path, instance: str | None, model_path: str | None) -> ExportInput:
     """Read and validate PLAN against its instance; ``instance`` overrides the recorded one."""
-    plan_data, recorded = _plan_and_instance(plan_path)
+    plan_data, recorded = plan_record(read_json(plan_path, "PLAN"))
     if instance is None:
         if recorded is None:
             raise InputError(

@@ -13,7 +13,14 @@ from aicpp_opt.netsim.fabric import Fabric
 from aicpp_opt.netsim.graph import Graph
 from aicpp_opt.netsim.simulate import simulate
 from aicpp_opt.netsim.topology import Dim, Topology
-from aicpp_opt.replay.astra import AstraSimError, parse_finish, resolve_binary, run, write_inputs
+from aicpp_opt.replay.astra import (
+    AstraSimError,
+    one_comm_at_a_time,
+    parse_finish,
+    resolve_binary,
+    run,
+    write_inputs,
+)
 
 TOPO = Topology((Dim("switch", 2, 450e9, 250e-9),))
 # a fake AstraSim that reports every rank it has a trace for as finished at 2.5 us
@@ -206,3 +213,25 @@ def test_transfers_across_several_dimensions_are_stated(tmp_path):
         "replay through every dimension (the slowest one binds)",
     )
     assert not write_inputs(g, Topology((Dim("switch", 12, 450e9, 250e-9),)), tmp_path).notes
+
+
+def test_one_comm_at_a_time_chains_each_gpus_sends_and_collectives():
+    # AstraSim's HardwareResource: one send or collective in flight per rank, receives aside
+    g = Graph()
+    a = g.transfer(0, 1, 64 << 10, "x", "comm")
+    b = g.transfer(0, 2, 64 << 10, "x", "comm")
+    c = g.transfer(1, 2, 64 << 10, "x", "comm")  # GPU 1 receives a: it may send meanwhile
+    d = g.collective("all_reduce", (0, 1), 1 << 20, "ring", "ar", "tp")
+    e = g.compute(0, 1e-6, "k", "attention")  # compute is the GPU's other resource
+    ops = one_comm_at_a_time(g).ops
+    assert [ops[i].deps for i in (a, b, c, d, e)] == [(), (a,), (), (b, c), ()]
+    # a GPU's sends one after another: the built-in on the chained graph pays each latency
+    topo = Topology((Dim("switch", 3, 450e9, 250e-9),))
+    fan = Graph()
+    for dst in (1, 2):
+        fan.transfer(0, dst, 64 << 10, "x", "comm")
+    one = simulate(fan, topo).makespan
+    assert simulate(one_comm_at_a_time(fan), topo).makespan == pytest.approx(
+        2 * (5e-7 + (64 << 10) / 450e9)
+    )
+    assert one == pytest.approx(5e-7 + 2 * (64 << 10) / 450e9)

@@ -34,9 +34,11 @@ backends; each is written so that AstraSim and the built-in replay model the sam
   to 0 ns.
 
 What stays different (measured by ``benchmarks/astra_vs_builtin.py``): AstraSim keeps one
-send or collective in flight per rank (a GPU's sends go one after another; the built-in
-replay shares the GPU's port among them: the same bytes, one link latency per send more in
-AstraSim); the congestion-unaware backend never shares a link (several senders into one
+send or collective in flight per rank (``HardwareResource``: a GPU's sends go one after
+another; the built-in replay shares the GPU's port among them: the same bytes, one path
+latency per send more in AstraSim, which tells on an EP exchange of small messages to many
+peers; ``one_comm_at_a_time`` gives the built-in simulator AstraSim's rule); the
+congestion-unaware backend never shares a link (several senders into one
 GPU each get full bandwidth); a message between GPUs that differ in several dimensions
 crosses only the first of them in AstraSim (stated in the notes); the congestion-aware
 backend stores and forwards each message whole at every switch (twice the serialization
@@ -282,6 +284,24 @@ def _routing_notes(graph: Graph, dims: list[Dim]) -> list[str]:
         "AstraSim sends each over the first dimension they differ in only (at its bandwidth "
         "and latency), the replay through every dimension (the slowest one binds)"
     ]
+
+
+def one_comm_at_a_time(graph: Graph) -> Graph:
+    """The graph with each GPU's sends and collectives one after another in program order,
+    each waiting for the previous one's delivery: AstraSim's ``HardwareResource`` keeps one
+    communication node in flight per rank (receives aside) and releases a send when it
+    arrives. The built-in simulator on this graph runs what AstraSim runs; on the plain graph
+    it lets a GPU's sends share its port, as NCCL and DeepEP do."""
+    last: dict[int, int] = {}
+    ops = []
+    for i, op in enumerate(graph.ops):
+        if op.kind != "compute":
+            ranks = op.gpus[:1] if op.kind == "transfer" else op.gpus
+            before = dict.fromkeys(last[r] for r in ranks if r in last)
+            op = replace(op, deps=tuple(dict.fromkeys((*op.deps, *before))))
+            last.update(dict.fromkeys(ranks, i))
+        ops.append(op)
+    return Graph(ops)
 
 
 def run(binary: Path, inputs: AstraInputs, timeout_s: float = DEFAULT_TIMEOUT_S) -> AstraResult:

@@ -93,3 +93,21 @@ def test_solve_reports_astrasims_step_or_its_error(tmp_path, monkeypatch, body):
         assert "no 'sys" in astra["error"]
         assert "warning: AstraSim: --astra-sim: output has no" in res.output
         assert [w for w in warnings if "AstraSim" in w]
+
+
+@pytest.mark.parametrize("replay", ["--replay", "--no-replay"])
+def test_solve_mode_afd_on_the_small_instance(tmp_path, replay):
+    # mode afd: AFD units that prefill themselves in chunks (it used to exit 2 in the replay)
+    out = tmp_path / "out.json"
+    args = ["solve", "instances/small_h200_16.json", "--mode", "afd", replay, "--json", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    roles = data["plan"]["roles"]
+    assert roles and all(r["role"] == "agg" and r["afd"] for r in roles)
+    if replay == "--no-replay":
+        assert data["replay"] is None and not data["rounds"]
+        return
+    assert data["rounds"] and data["replay"]["tpot_ms"] > 0
+    for r in data["replay"]["roles"]:  # both kinds of iteration replayed as the AFD unit
+        assert r["mixed_step_ms"] > r["step_ms"] > 0

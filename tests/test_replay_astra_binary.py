@@ -52,15 +52,15 @@ def both(graph: Graph, topo: Topology, tmp_path: Path) -> tuple[float, float]:
 def agrees(astra_s: float, graph: Graph, topo) -> None:
     """AstraSim's step within 5% of the built-in one on the same graph; where a GPU's sends
     queue in AstraSim (the built-in with one send in flight per GPU is over 5% slower: an EP
-    exchange of small messages to many peers), between the built-in with shared ports and
-    with AstraSim's rule (AstraSim queues the sends, but its congestion-unaware backend
-    shares no link, so the receivers' ports are not shared either)."""
+    exchange of small messages to many peers), below the built-in with AstraSim's rule and
+    not 5% below the plain built-in (AstraSim queues the sends, but its congestion-unaware
+    backend shares no link, so the receivers' ports are not shared either)."""
     builtin = simulate(graph, topo).makespan
     queued = simulate(one_comm_at_a_time(graph), topo).makespan
     if queued <= builtin * 1.05:
         assert astra_s == pytest.approx(builtin, rel=0.05)
     else:
-        assert builtin < astra_s < queued
+        assert builtin * 0.95 < astra_s < queued
 
 
 @needs_unaware

@@ -4,6 +4,7 @@ heterogeneous two-pool instance, and the fabric's routes."""
 
 import numpy as np
 import pytest
+from forwards import afd_forward
 
 from aicpp_opt.evaluate import evaluate
 from aicpp_opt.model.context import build_context
@@ -16,6 +17,7 @@ from aicpp_opt.netsim.graph import Graph
 from aicpp_opt.netsim.simulate import simulate
 from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.adapter import gpu_ids, replay_plan
+from aicpp_opt.replay.build import ReplicaGpus, forward_graph
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.spec.plan import load_plan, parse_plan
@@ -162,8 +164,10 @@ def test_heterogeneous_afd_crosses_the_pools_over_scale_out(tmp_path):
     wl = HETERO.workload(None)
     assert gpu_ids(plan, HETERO)["decode"] == {"h200": list(range(8)), "b200": list(range(32, 40))}
     rep = replay_plan(plan, HETERO, wl, trace_dir=str(tmp_path))
-    # AstraSim's network file cannot hold two fabrics: reported, the built-in result stands
-    assert "one multi-dimensional topology" in rep.astra and rep.tpot_s > 0
+    # the decode step spans both pools, AstraSim's network file holds one: reported with the
+    # pools named, the built-in result stands
+    assert "runs on GPUs of pools 1 and 2" in str(rep.astra) and rep.tpot_s > 0
+    assert rep.to_dict()["astra_sim"] == {"error": str(rep.astra)}
     res = rep.result
     a2f = [i for i, o in enumerate(res.graph.ops) if o.category == "a2f"]
     # one lone A->F flow would take latency + bytes / 50 GB/s (the H200 NIC); 8 share it
@@ -194,3 +198,20 @@ def test_fabric_routes_like_each_pool_inside_and_over_nics_between():
     g = Graph()
     g.transfer(0, 8, 1e8, "x", "x")
     assert simulate(g, fab).makespan == pytest.approx(4e-6 + 1e8 / 40e9)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_allgather_reducescatter_runs_once_per_ffn_set_over_all_its_senders(shared):
+    # two attention groups of 4, each with its own pair of FFN GPUs or both on one set of 4:
+    # a shared set gathers the tokens of all 8 once (it ran once per attention group, 4 each)
+    att, ffn = tuple(range(8)), tuple(range(8, 12))
+    sets = (ffn, ffn) if shared else (ffn[:2], ffn[2:])
+    gpus = ReplicaGpus(att, ffn, ((att[:4], sets[0]), (att[4:], sets[1])))
+    fwd, shape = afd_forward(k=2, moe_layers=3, m=8, n=4, a2f=1e4, f2a=1e4)
+    graph, _ = forward_graph(fwd, gpus, shape, "allgather_reducescatter")
+    for kind in ("all_gather", "reduce_scatter"):
+        ops = [o for o in graph.ops if o.collective == kind]
+        assert sorted(o.gpus for o in ops) == sorted([*set(sets)] * (3 * 2))
+        assert all(o.nbytes == pytest.approx(1e4 * (8 if shared else 4)) for o in ops)
+    a2f = [o for o in graph.ops if o.kind == "transfer" and o.gpus[0] in att]
+    assert len(a2f) == len(att) * 3 * 2  # each attention GPU sends to one FFN GPU of its set

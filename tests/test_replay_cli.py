@@ -62,3 +62,52 @@ def test_calibrate_comm_rejects_a_missing_instance_and_needs_a_target():
     assert res.exit_code != 0 and "instance" in str(res.exception or res.output)
     res = CliRunner().invoke(group, ["comm"])
     assert res.exit_code != 0 and "--system" in str(res.exception or res.output)
+
+
+# a fake AstraSim that reports every rank it has a trace for as finished at 1.234567 ms
+FINISH_ALL = (
+    'for f in decode.*.et; do r=${f#decode.}; echo "sys[${r%.et}] finished, 1234567 cycles"; done'
+)
+
+
+@pytest.mark.parametrize("body", [FINISH_ALL, "echo nonsense"])
+def test_solve_reports_astrasims_step_or_its_error(tmp_path, monkeypatch, body):
+    monkeypatch.chdir(tmp_path)  # AstraSim's inputs go to ./astra_trace
+    fake = tmp_path / "astra"
+    fake.write_text("#!/bin/sh\n" + body + "\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out.json"
+    args = ["solve", "small_h200_16", "--astra-sim", str(fake), "--json", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    astra, warnings = data["replay"]["astra_sim"], data["warnings"]
+    if body == FINISH_ALL:
+        assert astra["step_ms"] == pytest.approx(1.234567)
+        assert astra["builtin_step_ms"] > 0 and (tmp_path / "astra_trace").is_dir()
+        assert "AstraSim" in res.output and "1.23" in res.output  # its column
+        assert f"AstraSim decode step of {astra['role']}: 1.23 ms" in res.output  # the round
+        assert all(f"AstraSim note: {n}" in res.output for n in astra["notes"])
+        assert not [w for w in warnings if "AstraSim" in w]
+    else:
+        assert "no 'sys" in astra["error"]
+        assert "warning: AstraSim: --astra-sim: output has no" in res.output
+        assert [w for w in warnings if "AstraSim" in w]
+
+
+@pytest.mark.parametrize("replay", ["--replay", "--no-replay"])
+def test_solve_mode_afd_on_the_small_instance(tmp_path, replay):
+    # mode afd: AFD units that prefill themselves in chunks (it used to exit 2 in the replay)
+    out = tmp_path / "out.json"
+    args = ["solve", "instances/small_h200_16.json", "--mode", "afd", replay, "--json", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    roles = data["plan"]["roles"]
+    assert roles and all(r["role"] == "agg" and r["afd"] for r in roles)
+    if replay == "--no-replay":
+        assert data["replay"] is None and not data["rounds"]
+        return
+    assert data["rounds"] and data["replay"]["tpot_ms"] > 0
+    for r in data["replay"]["roles"]:  # both kinds of iteration replayed as the AFD unit
+        assert r["mixed_step_ms"] > r["step_ms"] > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import click
@@ -11,7 +10,7 @@ import click
 from aicpp_opt.errors import InputError
 from aicpp_opt.jsonio import dumps_json
 from aicpp_opt.paths import output_dir, output_file
-from aicpp_opt.replay.astra import ENV_VAR, AstraResult, resolve_binary
+from aicpp_opt.replay.astra import ENV_VAR, AstraInputs, AstraResult, resolve_binary
 
 
 @click.command()
@@ -74,8 +73,9 @@ def replay(
         click.echo(dumps_json(report.to_dict(), indent=1), nl=False)
     else:
         print_report(report, evaluate_plan(plan, inst, wl, routing=route))
-    if isinstance(report.astra, str) and (astra_sim or os.environ.get(ENV_VAR)):
-        raise InputError("--astra-sim", "AstraSim failed (above); the built-in result stands")
+    if isinstance(report.astra, InputError):
+        err = report.astra
+        raise InputError(err.field, f"{err.message} (the built-in result above stands)")
 
 
 def print_report(report, evaluation) -> None:
@@ -99,13 +99,19 @@ def print_report(report, evaluation) -> None:
     click.echo("  (the replay has no arrivals: TTFT queueing is not part of it)")
     if report.timeline is not None:
         click.echo(f"timeline: {report.timeline}")
-    if isinstance(report.astra, AstraResult):
+    astra = report.astra
+    if isinstance(astra, AstraResult):
+        builtin = result.sim.makespan
         click.echo(
-            f"AstraSim decode step: {report.astra.makespan_s * 1e3:.3f} ms "
-            f"(built-in {report.step_s * 1e3:.3f} ms); inputs in {report.astra.trace_dir}"
+            f"AstraSim decode step: {astra.makespan_s * 1e3:.3f} ms (built-in "
+            f"{builtin * 1e3:.3f} ms on the same graph, {astra.makespan_s / builtin - 1:+.1%}); "
+            f"{astra.binary.name}, inputs in {astra.trace_dir}"
         )
-    elif report.astra is not None:
-        click.echo(f"AstraSim: {report.astra}")
+    elif isinstance(astra, AstraInputs):
+        click.echo(f"AstraSim inputs in {astra.trace_dir}; no binary (--astra-sim, {ENV_VAR})")
+    if isinstance(astra, AstraResult | AstraInputs):
+        for note in astra.notes:
+            click.echo(f"  AstraSim note: {note}")
 
 
 def _rows(report, evaluation) -> list[tuple[str, float, float]]:

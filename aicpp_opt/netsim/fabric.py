@@ -50,16 +50,10 @@ class Fabric:
         """Real links; id ``num_links`` is the infinite padding link."""
         return int(self._link_offsets[-1]) + 2 * self.num_gpus
 
-    @property
-    def dims(self) -> tuple[Dim, ...]:
-        """The dimensions of a single-pool fabric (what AstraSim's network file describes)."""
-        if len(self.pools) > 1:
-            raise InputError(
-                "--astra-sim",
-                "AstraSim's analytical network is one multi-dimensional topology; "
-                "pools of different fabrics cannot be written as one (use the built-in replay)",
-            )
-        return self.pools[0].dims
+    def pools_holding(self, gpus) -> list[int]:
+        """Indices of the pools that hold the given global GPU ids, ascending."""
+        self.check_gpus(gpus, "replay.gpus")
+        return sorted({int(p) for p in self.pool_of(np.asarray(gpus, dtype=np.int64))})
 
     @staticmethod
     def nic(topo: Topology) -> Dim:

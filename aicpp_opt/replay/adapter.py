@@ -158,7 +158,8 @@ class RoleReplay:
 class ReplayReport:
     """Every role's replayed times, the fleet's throughput at those times (per workload the
     balanced flow), and what produced them. ``result`` is the first serving role's graph and
-    simulation (timeline, AstraSim). ``astra``: AstraSim's result, the text of its error, or
+    simulation (timeline, AstraSim). ``astra``: AstraSim's result (``AstraResult``), the inputs
+    written for it when no binary was given (``AstraInputs``), its error (``InputError``), or
     None when it was not asked for."""
 
     roles: tuple[RoleReplay, ...]
@@ -225,7 +226,29 @@ class ReplayReport:
         }
         if self.mixed_step_s is not None:
             out["mixed_step_ms"] = self.mixed_step_s * 1e3
+        out["astra_sim"] = self.astra_dict()
         return out
+
+    def astra_dict(self) -> dict | None:
+        """AstraSim's decode step (``step_ms``; None when only its inputs were written) of the
+        first serving role's replica 0 (a decode-only iteration for an aggregated role) beside
+        the built-in simulator's on the same graph, the binary, the trace folder and the notes
+        on what AstraSim runs differently; ``{"error": text}`` when it failed; None when it was
+        not asked for."""
+        from aicpp_opt.replay.astra import AstraResult
+
+        a = self.astra
+        if a is None or isinstance(a, InputError):
+            return None if a is None else {"error": str(a)}
+        ran = isinstance(a, AstraResult)
+        return {
+            "role": self._serving[0].role,
+            "step_ms": a.makespan_s * 1e3 if ran else None,
+            "builtin_step_ms": self.result.sim.makespan * 1e3,
+            "binary": str(a.binary) if ran else None,
+            "trace_dir": str(a.trace_dir),
+            "notes": list(a.notes),
+        }
 
 
 def _serving_role(ctx: Context, role: Role, gpus: ReplicaGpus, topo):
@@ -293,7 +316,7 @@ def replay_plan(
             )
             replays[role.id] = rep
             if first is None:
-                first = (role, graph, sim, replica0(role, ids[role.id]), ctxs[role.workload])
+                first = (role, graph, sim, replica0(role, ids[role.id]))
     for role in plan.roles:
         if role.role == RoleKind.PREFILL:
             target = _kv_target(plan, role)
@@ -319,7 +342,7 @@ def replay_plan(
         dec = sum(r.rate_capacity for r in mine if r.kind == RoleKind.DECODE)
         pre = sum(r.rate_capacity for r in mine if r.kind == RoleKind.PREFILL)
         tps += (agg + min(dec, pre)) * ctxs[name].workload.osl
-    role, graph, sim, gpus, ctx = first
+    role, graph, sim, gpus = first
     result = ReplayResult(
         replays[role.id].step_s, role_times(graph, sim, gpus), categories(graph, sim), graph, sim
     )
@@ -334,21 +357,23 @@ def replay_plan(
 
         report.timeline = draw(result, Path(timeline), f"{role.id} decode step")
     if astra_sim or trace_dir:
-        report.astra = _astra(graph, topo, ctx, astra_sim, trace_dir, astra_timeout)
+        report.astra = _astra(graph, topo, astra_sim, trace_dir, astra_timeout)
     return report
 
 
-def _astra(graph: Graph, topo, ctx: Context, binary, trace_dir, timeout):
-    """Write traces and, given a binary, run AstraSim; an error comes back as its text."""
+def _astra(graph: Graph, topo: Topology | Fabric, binary, trace_dir, timeout):
+    """Write traces and, given a binary, run AstraSim: its result, the written inputs when
+    there is no binary, or its error (kept, never raised: the built-in result stands)."""
     from aicpp_opt.replay import astra
 
+    out = Path(trace_dir) if trace_dir else Path.cwd() / "astra_trace"
     try:
         path = astra.resolve_binary(binary)
-        out = Path(trace_dir) if trace_dir else Path.cwd() / "astra_trace"
-        hbm = float(next(iter(ctx.costs.values())).system.hbm_bw)
-        files = astra.write_inputs(graph, topo, out, hbm)
+        inputs = astra.write_inputs(graph, topo, out)
         if path is None:
-            return f"traces written to {out}; no AstraSim binary given"
-        return astra.run(path, files, timeout or astra.DEFAULT_TIMEOUT_S)
-    except (InputError, OSError) as err:
-        return str(err)
+            return inputs
+        return astra.run(path, inputs, timeout or astra.DEFAULT_TIMEOUT_S)
+    except InputError as err:
+        return err
+    except OSError as err:
+        return InputError("--trace-dir", f"{out}: {err.strerror or err}")

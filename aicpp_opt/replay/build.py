@@ -9,7 +9,8 @@ every layer and micro-batch, every op of ``aicpp_opt.model`` (never a display na
   rank first); AFD exchanges as sends over the pairing (``direct``: each FFN GPU starts on its
   own inputs; ``all_to_all``: it waits for its whole set's exchange;
   ``allgather_reducescatter``: each attention GPU sends to one FFN GPU, then an all-gather,
-  and a reduce-scatter before the way back).
+  and a reduce-scatter before the way back, once per FFN set over the tokens of every
+  attention GPU feeding it, as the op model prices them).
 - Dependencies are an engine's: layers in order; a micro-batch's layer waits for its own
   previous layer; each GPU runs its kernels one at a time in program order (micro-batch 0 of a
   layer, then 1, ...), so one micro-batch's communication overlaps another's compute. The
@@ -124,7 +125,7 @@ class _Builder:
     def _afd(self, op: Op, mb: int, where: dict, back: bool) -> None:
         t = op.transfer
         groups = list(self.gpus.pairing)
-        if self.dispatch == "all_to_all":
+        if self.dispatch in ("all_to_all", "allgather_reducescatter"):
             merged: dict[tuple[int, ...], list[int]] = {}
             for atts, ffns in groups:
                 merged.setdefault(ffns, []).extend(atts)

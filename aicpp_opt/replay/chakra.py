@@ -15,7 +15,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.graph import Graph, Op
 
 ET_VERSION = "0.0.4"
 NODE_TYPES = [
@@ -111,28 +111,52 @@ def _attr(name: str, **value) -> object:
     return messages()["AttributeProto"](name=name, **value)
 
 
+def comm_size(op: Op) -> int:
+    """The bytes AstraSim expects in a collective's ``comm_size`` (``op.nbytes`` is NCCL's
+    message size, the full buffer on each rank).
+
+    AstraSim (``Ring``, ``AllToAll`` and ``HalvingDoubling`` in ``astra-sim/system``) reads
+    all-reduce: the buffer each rank reduces; reduce-scatter: each rank's whole input (it
+    keeps 1/n); all-to-all: each rank's whole send buffer (1/n to each peer); all-gather:
+    each rank's *input*, one n-th of the output, which it multiplies by n. So every kind
+    is written as the full buffer except all-gather, written as ``nbytes / n``.
+    """
+    size = op.nbytes / len(op.gpus) if op.collective == "all_gather" else op.nbytes
+    return round(size)
+
+
 def rank_nodes(graph: Graph, rank: int, groups: dict[tuple[int, ...], int]) -> list:
     """The Chakra nodes of one rank, in program order.
 
-    Compute becomes COMP_NODE (duration in whole microseconds, Chakra's unit); a transfer is
-    a COMM_SEND_NODE on its source and a COMM_RECV_NODE on its destination (tag = op id); a
-    collective is a COMM_COLL_NODE on each member with its comm type, bytes and group
-    (``pg_name``, defined in the comm-group JSON). Dependencies on ops this rank does not
-    take part in are carried by the receive that follows them; compute nodes are chained
-    with ctrl deps so the GPU runs them one at a time.
+    Compute becomes COMP_NODE. Its duration is in whole microseconds (Chakra's unit): the
+    rounding remainder carries to the rank's next compute node, so the rank's running total
+    of compute stays within half a microsecond of the exact one (rounding each node alone
+    drifts by up to 0.5 us per node, all in one direction when a layer's nodes repeat). A
+    transfer is a COMM_SEND_NODE on its source and a COMM_RECV_NODE on its destination
+    (tag = op id); a collective is a COMM_COLL_NODE on each member with its comm type,
+    ``comm_size`` (see ``comm_size``) and group (``pg_name``, defined in the comm-group
+    JSON). Dependencies on ops this rank does not take part in are carried by the receive
+    that follows them; each dependency is listed once (Chakra's feeder clears one copy of a
+    parent per completion, so a repeated one never clears and the rank deadlocks). Compute
+    nodes are chained with ctrl deps so the GPU runs them one at a time.
     """
     node_cls = messages()["Node"]
     present: set[int] = set()
     out = []
     prev_comp: int | None = None
+    carry_us = 0.0
     for i, op in enumerate(graph.ops):
         if rank not in op.gpus:
             continue
-        n = node_cls(id=i, name=op.label, data_deps=[d for d in op.deps if d in present])
+        deps = dict.fromkeys(d for d in op.deps if d in present)
+        n = node_cls(id=i, name=op.label, data_deps=list(deps))
         n.attr.append(_attr("is_cpu_op", bool_val=False))
         if op.kind == "compute":
             n.type = NODE_TYPES.index("COMP_NODE")
-            n.duration_micros = round(op.seconds * 1e6)
+            if op.seconds > 0:
+                exact_us = op.seconds * 1e6 + carry_us
+                n.duration_micros = round(exact_us)
+                carry_us = exact_us - n.duration_micros
             if prev_comp is not None:
                 n.ctrl_deps.append(prev_comp)
             prev_comp = i
@@ -152,7 +176,7 @@ def rank_nodes(graph: Graph, rank: int, groups: dict[tuple[int, ...], int]) -> l
             n.attr.extend(
                 [
                     _attr("comm_type", int64_val=COMM_TYPE_OF[op.collective]),
-                    _attr("comm_size", int64_val=round(op.nbytes)),
+                    _attr("comm_size", int64_val=comm_size(op)),
                     _attr("pg_name", string_val=str(groups[op.gpus])),
                 ]
             )

@@ -41,6 +41,19 @@ def replay_checker(instance: Instance, routing: Routing, astra_sim: str | None =
                 )
             if not ok:
                 failing.append(r.role)
-        return not failing, failing, lines, rep
+        return not failing, failing, [*lines, *astra_lines(rep.astra_dict())], rep
 
     return check
+
+
+def astra_lines(astra: dict | None) -> list[str]:
+    """AstraSim's decode step beside the built-in one on the same graph, or its error (it
+    judges nothing: the built-in replay's result stands)."""
+    if astra is None:
+        return []
+    if "error" in astra:
+        return [f"AstraSim: {astra['error']}"]
+    return [
+        f"AstraSim decode step of {astra['role']}: {astra['step_ms']:.2f} ms (built-in "
+        f"{astra['builtin_step_ms']:.2f} ms on the same graph)"
+    ]

@@ -123,7 +123,7 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
             {
                 "MILP": milp_numbers(prob, out),
                 "evaluator": headline(out.evaluated),
-                "replay": replay,
+                **astra_columns(replay),
             }
         ),
         memory_table(out.evaluated),
@@ -147,7 +147,9 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
         for line in r.detail:
             console.print(escape(f"  {line}"))
     console.print(timing_line(out, seconds))
-    for w in out.warnings:
+    for note in ((replay or {}).get("astra_sim") or {}).get("notes", []):
+        console.print(escape(f"AstraSim note: {note}"))
+    for w in [*out.warnings, *astra_warnings(out)]:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     for note in out.evaluated.notes:
         console.print(escape(f"note: {note}"))
@@ -177,9 +179,29 @@ def outcome_dict(prob: Problem, out: Outcome) -> dict:
         },
         "timing": out.timing.to_dict(),
         "rounds": [vars(r) for r in out.rounds],
-        "warnings": out.warnings,
+        "warnings": [*out.warnings, *astra_warnings(out)],
         "notes": list(out.evaluated.notes),
     }
+
+
+def astra_columns(replay: dict | None) -> dict[str, dict | None]:
+    """The replay's column and, when AstraSim ran, its decode step beside the built-in one on
+    the same graph (replica 0 of the first serving role)."""
+    astra = (replay or {}).get("astra_sim") or {}
+    if astra.get("step_ms") is None:
+        return {"replay": replay}
+    return {
+        "replay": {**replay, "astra_step_ms": astra["builtin_step_ms"]},
+        "AstraSim": {"astra_step_ms": astra["step_ms"]},
+    }
+
+
+def astra_warnings(out: Outcome) -> list[str]:
+    """AstraSim's failure on the chosen plan (a warning: the built-in replay's result stands)."""
+    astra = out.replay.astra_dict() if out.replay is not None else None
+    if astra is None or "error" not in astra:
+        return []
+    return [f"AstraSim: {astra['error']}; the built-in replay's result stands"]
 
 
 def framework_table(results: list[tuple[Problem, Outcome]], reasons: dict[str, str]) -> Table:

@@ -105,6 +105,7 @@ LABELS = {
     "tok_s_per_gpu": "tok/s per GPU",
     "tok_s_per_user": "tok/s per user",
     "gpus_used": "GPUs",
+    "astra_step_ms": "decode step, replica 0 (ms)",
 }
 
 

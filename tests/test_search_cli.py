@@ -85,7 +85,6 @@ def test_size_finds_a_fleet_whose_budget_serves_the_demand(tmp_path):
         (("--mode", "hybrid"), "--mode"),
         (("--workload", "nope"), "--workload"),
         (("--objective", "latency"), "--objective"),
-        (("--objective", "per-dollar"), "cost_per_gpu_hour"),
         (("--time-limit", "0"), "--time-limit"),
         (("--framework", "tgi"), "--framework"),
         (("--mix", "chat"), "--mix"),
@@ -108,6 +107,24 @@ def test_size_bad_input_is_one_line_exit_2(args, field):
     result = CliRunner().invoke(main, ["size", SMALL, "--no-replay", *args])
     assert result.exit_code == 2, result.output
     assert field in result.output.strip().splitlines()[0]
+
+
+def test_per_dollar_needs_prices_and_finds_the_cheapest_tokens(tmp_path):
+    doc = json.loads(Path(SMALL).read_text())
+    del doc["cluster"]["pools"][0]["cost_per_gpu_hour"]
+    path = tmp_path / "unpriced.json"
+    path.write_text(json.dumps(doc))
+    result = CliRunner().invoke(main, ["solve", str(path), "--objective", "per-dollar"])
+    assert result.exit_code == 2 and "cost_per_gpu_hour" in result.output, result.output
+    out = tmp_path / "priced.json"
+    result = run("solve", SMALL, "--objective", "per-dollar", "--no-replay", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    price = json.loads(Path(SMALL).read_text())["cluster"]["pools"][0]
+    per_hour = data["evaluated"]["gpus_used"] * price["cost_per_gpu_hour"]
+    assert data["cost"]["usd_per_hour"] == pytest.approx(per_hour)
+    tokens_per_hour = data["evaluated"]["throughput_tok_s"] * 3600
+    assert data["cost"]["usd_per_million_tokens"] == pytest.approx(per_hour / tokens_per_hour * 1e6)
 
 
 def test_an_unreachable_tpot_is_explained_with_the_fastest_shape(tmp_path):

@@ -336,19 +336,21 @@ def agg_prefill_capacity(role: Role, workload: Workload, it: AggIteration) -> fl
     return role.replicas * role.shape.attn_dp / (budget_share * it.mixed.total)
 
 
-def agg_ttft(ctx: Context, role: Role, it: AggIteration, rate: float) -> Ttft:
-    """TTFT of an aggregated role at ``rate`` requests/s: the iteration in progress (half a
-    mean iteration), the wait for prefill budget (M/D/1 per attention-DP rank, a prompt taking
-    its share of a mixed iteration's budget), then its mixed iterations."""
+def agg_ttft(
+    ctx: Context, role: Role, mean_s: float, mixed_s: float, prefill_s: float, rate: float
+) -> Ttft:
+    """TTFT of an aggregated role at ``rate`` requests/s whose mean iteration takes ``mean_s``,
+    a mixed one ``mixed_s`` and a prompt's prefill ``prefill_s``: the iteration in progress
+    (half a mean iteration), the wait for prefill budget (M/D/1 per attention-DP rank, a prompt
+    taking its share of a mixed iteration's budget), then its mixed iterations."""
     wl = ctx.workload
     ranks = role.replicas * role.shape.attn_dp
     per_rank = rate / ranks
-    service = wl.new_prompt_tokens / role.chunk_tokens * it.mixed.total
+    service = wl.new_prompt_tokens / role.chunk_tokens * mixed_s
     queue = ttft_queueing(per_rank, service, 1)
-    t_iter = it.mean.total
     p = wl.slo.percentile
-    pct = t_iter * p / 100 + wait_quantile(queue, per_rank * service, p) + it.prefill_service
-    return Ttft(t_iter / 2 + queue, it.prefill_service, 0.0, pct, "aggregated: KV stays")
+    pct = mean_s * p / 100 + wait_quantile(queue, per_rank * service, p) + prefill_s
+    return Ttft(mean_s / 2 + queue, prefill_s, 0.0, pct, "aggregated: KV stays")
 
 
 def prefill_ttft(ctx: Context, role: Role, service: float, rate: float, kv: Latency) -> Ttft:
@@ -484,7 +486,8 @@ def _evaluate_workload(
         rate = rates[role.id]
         ttft = res.ttft
         if role.role == RoleKind.AGG:
-            ttft = agg_ttft(ctx, role, acc.iterations[role.id], rate)
+            it = acc.iterations[role.id]
+            ttft = agg_ttft(ctx, role, it.mean.total, it.mixed.total, it.prefill_service, rate)
         elif role.role == RoleKind.PREFILL:
             ttft = _prefill_ttft(ctx, plan, role, res.step.total, rate, rates)
         res = RoleResult(

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,14 +51,17 @@ def _tables_stamp(ctx: Context) -> list:
     return out
 
 
-def key(ctx: Context, extra: dict) -> str:
-    """The cache key of capacities computed in ``ctx`` for the ``extra`` choices (search space,
-    modes, ...)."""
+def key(ctx: Context, extra: dict, slo_targets: bool = True) -> str:
+    """The cache key of what was computed in ``ctx`` for the ``extra`` choices; without
+    ``slo_targets`` the workload's TTFT and TPOT targets are left out (its percentile stays)."""
+    wl = ctx.workload
+    if not slo_targets:
+        wl = replace(wl, slo=replace(wl.slo, ttft=0.0, tpot=0.0))
     parts = {
         "code": code_version(),
         "tables": _tables_stamp(ctx),
         "model": repr(ctx.model),
-        "workload": repr(ctx.workload),
+        "workload": repr(wl),
         "pools": [repr((p.name, p.system, p.gpus, p.topology)) for p in ctx.pools.values()],
         "framework": ctx.framework,
         "routing": repr(ctx.routing),

@@ -106,65 +106,96 @@ def memory_batch(ctx: Context, fam: Family, limit: int) -> int:
     return _largest(lambda b: _fits(ctx, fam, b), 1, limit)
 
 
-class _Family:
-    """One decode-like family evaluated at integer batches (memoised): its step, whether the
-    batch keeps TPOT (and, aggregated, the prefill budget), its capacity, and on demand its rate
-    within TTFT."""
+Samples = dict[str, dict]
+"""Per family key: ``{"mem": memory-limited batch, "b": {batch: sample}}``, what the op model
+gave at each batch, independent of the SLO targets (decode: [step, capacity]; aggregated:
+[mean, mixed and prefill seconds, keeps its prefill budget, TPOT percentile, decode capacity,
+prefill-budget capacity]; None where the tables do not cover the shape). Kept across solves,
+so another TPOT or TTFT target re-settles from them."""
 
-    def __init__(self, ctx: Context, fam: Family):
+
+class _Family:
+    """One decode-like family evaluated at integer batches: samples from the op model (shared
+    with the cache), and from them whether a batch keeps TPOT (and, aggregated, the prefill
+    budget), its capacity, and on demand its rate within TTFT."""
+
+    def __init__(self, ctx: Context, fam: Family, samples: dict):
         self.ctx, self.fam = ctx, fam
         self.agg = fam.kind == RoleKind.AGG
-        self._at: dict[int, tuple] = {}
+        self.samples = samples
+        self.at = samples.setdefault("b", {})
         self._rate: dict[int, float] = {}
 
-    def state(self, batch: int) -> tuple:
-        """(role, aggregated iteration or None, step seconds, keeps, capacity requests/s)."""
-        hit = self._at.get(batch)
-        if hit is None:
-            hit = self._at[batch] = self._state(batch)
-        return hit
+    def sample(self, batch: int) -> list | None:
+        key = str(batch)
+        if key not in self.at:
+            self.at[key] = self._sample(batch)
+        return self.at[key]
 
-    def _state(self, batch: int) -> tuple:
+    def _sample(self, batch: int) -> list | None:
         ctx, role = self.ctx, _role(self.fam, batch)
-        slo = ctx.workload.slo
         try:
             if self.agg:
                 it = agg_iteration(ctx, role, batch)
-                keeps = it.keeps_up and agg_tpot_percentile(ctx, role, it) <= slo.tpot
-                cap = min(
+                return [
+                    it.mean.total,
+                    it.mixed.total,
+                    it.prefill_service,
+                    bool(it.keeps_up),
+                    agg_tpot_percentile(ctx, role, it),
                     decode_rate_capacity(ctx, role, it.mean.total),
                     agg_prefill_capacity(role, ctx.workload, it),
-                )
-                return role, it, it.mean.total, bool(keeps), cap
+                ]
             step = decode_step_seconds(ctx, role, batch)
-            tpot = step / accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
-            return role, None, step, tpot <= slo.tpot, decode_rate_capacity(ctx, role, step)
+            return [step, decode_rate_capacity(ctx, role, step)]
         except InputError:  # a shape the cost tables do not cover: never chosen
-            return role, None, math.inf, False, 0.0
+            return None
+
+    def memory_batch(self, limit: int) -> int:
+        if self.samples.get("limit") != limit:
+            self.samples["mem"] = memory_batch(self.ctx, self.fam, limit)
+            self.samples["limit"] = limit
+        return self.samples["mem"]
 
     def keeps(self, batch: int) -> bool:
-        return self.state(batch)[3]
+        s = self.sample(batch)
+        if s is None:
+            return False
+        tpot = self.ctx.workload.slo.tpot
+        if self.agg:
+            return bool(s[3]) and s[4] <= tpot
+        return s[0] / accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance) <= tpot
+
+    def step(self, batch: int) -> float:
+        s = self.sample(batch)
+        return math.inf if s is None else s[0]
 
     def capacity(self, batch: int) -> float:
-        return self.state(batch)[4]
+        s = self.sample(batch)
+        if s is None:
+            return 0.0
+        return min(s[5], s[6]) if self.agg else s[1]
 
     def decode_capacity(self, batch: int) -> float:
         """Requests/s the decode side finishes at ``batch`` (the aggregated role's prefill
         budget and TTFT ignored): rises with the batch."""
-        role, it, step, _, cap = self.state(batch)
-        return decode_rate_capacity(self.ctx, role, step) if it is not None else cap
+        s = self.sample(batch)
+        if s is None:
+            return 0.0
+        return s[5] if self.agg else s[1]
 
     def rate(self, batch: int) -> float:
         """Requests/s within the SLO terms at ``batch`` (aggregated: TTFT bounds it too)."""
         if batch not in self._rate:
-            role, it, _, _, cap = self.state(batch)
-            if it is None:
+            s, cap = self.sample(batch), self.capacity(batch)
+            if s is None or not self.agg:
                 self._rate[batch] = cap
             else:
-                slo = self.ctx.workload.slo.ttft
-                ctx = self.ctx
+                ctx, role = self.ctx, _role(self.fam, batch)
                 self._rate[batch] = ttft_rate(
-                    lambda r: agg_ttft(ctx, role, it, r).percentile, slo, cap
+                    lambda r: agg_ttft(ctx, role, s[0], s[1], s[2], r).percentile,
+                    ctx.workload.slo.ttft,
+                    cap,
                 )
         return self._rate[batch]
 
@@ -214,21 +245,19 @@ def decode_bound(f: _Family, limit: int) -> float:
     """An upper bound on the family's rate: its decode capacity at the memory-limited batch
     (capacity rises with the batch; TPOT and TTFT only lower the rate); aggregated, also its
     prefill-budget capacity at batch 1 (which falls with the batch)."""
-    b_mem = memory_batch(f.ctx, f.fam, limit)
+    b_mem = f.memory_batch(limit)
     if b_mem < 1:
         return 0.0
     bound = f.decode_capacity(b_mem)
     if f.agg:
-        role, it = f.state(1)[:2]
-        if it is None:
-            return 0.0
-        bound = min(bound, agg_prefill_capacity(role, f.ctx.workload, it))
+        first = f.sample(1)
+        return 0.0 if first is None else min(bound, first[6])
     return bound
 
 
 def decode_capacity(f: _Family, limit: int) -> Capacity:
     """A decode-like family's best batch and rate (see the module doc)."""
-    b_mem = memory_batch(f.ctx, f.fam, limit)
+    b_mem = f.memory_batch(limit)
     if b_mem < 1:
         return replace(NONE, limit="memory")
     hi = _largest(f.keeps, 1, b_mem)
@@ -238,9 +267,9 @@ def decode_capacity(f: _Family, limit: int) -> Capacity:
         batch = _best_agg(f, hi)
         rate = f.rate(batch)
         why = "ttft" if rate < f.capacity(batch) else "capacity"
-        return Capacity(rate, batch, f.state(batch)[2], why)
+        return Capacity(rate, batch, f.step(batch), why)
     why = "max batch" if hi == limit else "memory" if hi == b_mem else "tpot"
-    return Capacity(f.rate(hi), hi, f.state(hi)[2], why)
+    return Capacity(f.rate(hi), hi, f.step(hi), why)
 
 
 def kv_domains(ctx: Context, fam: Family) -> int:
@@ -296,19 +325,27 @@ computed."""
 
 
 def _settle_group(
-    ctx: Context, members: list[Family], limit: int, known: Known
-) -> tuple[int, Capacity, int, Known]:
-    """(index of the fastest member, its capacity, exact capacities computed, new knowledge)."""
+    ctx: Context, members: list[Family], limit: int, known: Known, samples: Samples
+) -> tuple[int, Capacity, int, Known, Samples]:
+    """(index of the fastest member, its capacity, exact capacities computed, new knowledge,
+    the members' samples)."""
     learnt: Known = {}
+    mine: Samples = {f.key: samples.get(f.key, {}) for f in members}
 
-    def bound_of(i: int, f: Family) -> float:
+    def service(f: Family) -> float:
+        s = mine[f.key]
+        if "service" not in s:
+            s["service"] = prefill_service(ctx, f)
+        return s["service"]
+
+    def bound_of(f: Family) -> float:
         if f.key in known:
             return known[f.key][0]
         if f.kind == RoleKind.PREFILL:
-            service = prefill_service(ctx, f)
-            value = prefill_capacity(f.role, service) if math.isfinite(service) else 0.0
+            t = service(f)
+            value = prefill_capacity(f.role, t) if math.isfinite(t) else 0.0
         else:
-            value = decode_bound(_Family(ctx, f), limit)
+            value = decode_bound(_Family(ctx, f, mine[f.key]), limit)
         learnt[f.key] = [value, None]
         return value
 
@@ -318,15 +355,13 @@ def _settle_group(
         if hit is not None and hit[1] is not None:
             return Capacity(*hit[1]), 0
         if f.kind == RoleKind.PREFILL:
-            cap = prefill_capacity_of(ctx, f, prefill_service(ctx, f))
+            cap = prefill_capacity_of(ctx, f, service(f))
         else:
-            cap = decode_capacity(_Family(ctx, f), limit)
+            cap = decode_capacity(_Family(ctx, f, mine[f.key]), limit)
         learnt[f.key] = [(known.get(f.key) or learnt[f.key])[0], cap.to_list()]
         return cap, 1
 
-    bounds = sorted(
-        ((bound_of(i, f), i) for i, f in enumerate(members)), key=lambda t: (-t[0], t[1])
-    )
+    bounds = sorted(((bound_of(f), i) for i, f in enumerate(members)), key=lambda t: (-t[0], t[1]))
     top, best, exact = 0, NONE, 0
     for bound, i in bounds:
         if bound <= best.rate or bound <= 0:
@@ -335,7 +370,7 @@ def _settle_group(
         exact += computed
         if cap.rate > best.rate:
             top, best = i, cap
-    return top, best, exact, learnt
+    return top, best, exact, learnt, mine
 
 
 PARALLEL_FROM = 400
@@ -343,17 +378,13 @@ PARALLEL_FROM = 400
 over worker processes."""
 
 _WORK: tuple = ()
-"""(context, groups, limit, known) handed to forked workers (inherited, never pickled)."""
+"""(context, groups, limit, known, samples) handed to forked workers (inherited, never
+pickled)."""
 
 
-def _settle_chunk(indices: list[int]) -> list[tuple[int, Capacity, int, int, Known]]:
-    ctx, groups, limit, known = _WORK
-    return [(g, *_reorder(_settle_group(ctx, groups[g], limit, known))) for g in indices]
-
-
-def _reorder(result: tuple[int, Capacity, int, Known]) -> tuple[Capacity, int, int, Known]:
-    top, cap, exact, learnt = result
-    return cap, top, exact, learnt
+def _settle_chunk(indices: list[int]) -> list[tuple]:
+    ctx, groups, limit, known, samples = _WORK
+    return [(g, *_settle_group(ctx, groups[g], limit, known, samples)) for g in indices]
 
 
 def workers() -> int:
@@ -375,11 +406,14 @@ def settle(
     limit: int,
     known: Known | None = None,
     progress: Progress | None = None,
+    samples: Samples | None = None,
 ) -> Settled:
-    """The fastest family per group (see the module doc), reusing ``known`` capacities. Large
-    catalogs are settled by forked worker processes, groups spread over them largest first."""
+    """The fastest family per group (see the module doc), reusing ``known`` capacities and the
+    op model's ``samples`` (updated in place). Large catalogs are settled by forked worker
+    processes, groups spread over them largest first."""
     global _WORK
     known = known or {}
+    samples = {} if samples is None else samples
     by_key: dict[tuple, list[Family]] = defaultdict(list)
     for f in fams:
         by_key[group_key(f)].append(f)
@@ -390,7 +424,7 @@ def settle(
     if n > 1 and fresh >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
         order = sorted(range(len(groups)), key=lambda g: -len(groups[g]))
         chunks = [order[i :: 4 * n] for i in range(4 * n)]
-        _WORK = (ctx, groups, limit, known)
+        _WORK = (ctx, groups, limit, known, samples)
         try:
             results = []
             with mp.get_context("fork").Pool(n) as pool:
@@ -403,13 +437,14 @@ def settle(
     else:
         results = []
         for g, members in enumerate(groups):
-            results.append((g, *_reorder(_settle_group(ctx, members, limit, known))))
+            results.append((g, *_settle_group(ctx, members, limit, known, samples)))
             if progress:
                 progress(len(results), len(groups))
     best: dict[str, tuple[Family, Capacity]] = {}
     learnt: Known = dict(known)
-    for g, cap, i, _, new in sorted(results, key=lambda r: r[0]):
+    for g, i, cap, _, new, seen in sorted(results, key=lambda r: r[0]):
         learnt.update(new)
+        samples.update(seen)
         if cap.rate > 0:
             best[groups[g][i].key] = (groups[g][i], cap)
     return Settled(best, count, sum(r[3] for r in results), learnt)

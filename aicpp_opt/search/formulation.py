@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.factory import SolverFactory
@@ -255,30 +255,39 @@ class Solver:
         return res.termination_condition.name, optimal, gap
 
     def solve(self, budget: int, ratio: bool, time_limit: float) -> Solution:
-        """The optimum within ``budget`` GPUs; ``ratio``: tokens/s per unit of resource."""
+        """The optimum within ``budget`` GPUs; ``ratio``: tokens/s per unit of resource, by
+        Dinkelbach's iteration (q = the best ratio so far; stop when no plan beats it; the plan
+        kept is the one that set q, since at the optimum the empty plan ties with it)."""
         m = self.model
         m.budget.set_value(budget)
         m.q.set_value(0.0)
         start = time.perf_counter()
-        iterations = 0
+        iterations, best = 0, None
         while True:
             iterations += 1
             left = time_limit - (time.perf_counter() - start)
             status, optimal, gap = self._solve(left)
-            if not ratio or iterations >= MAX_DINKELBACH:
-                break
+            n_vars, n_int, n_cons = _count(m)
+            stats = SolverStats(
+                status,
+                optimal,
+                gap,
+                time.perf_counter() - start,
+                n_vars,
+                n_int,
+                n_cons,
+                iterations,
+            )
+            current = self._solution(stats)
+            if not ratio:
+                return current
             resource = pyo.value(m.resource)
-            if resource <= 0:
+            q = pyo.value(m.tokens) / resource if resource > 0 else 0.0
+            if q <= pyo.value(m.q) * (1 + 1e-9) or iterations >= MAX_DINKELBACH:
                 break
-            q = pyo.value(m.tokens) / resource
-            if q <= pyo.value(m.q) * (1 + 1e-9):
-                break
+            best = current
             m.q.set_value(q)
-        n_vars, n_int, n_cons = _count(m)
-        stats = SolverStats(
-            status, optimal, gap, time.perf_counter() - start, n_vars, n_int, n_cons, iterations
-        )
-        return self._solution(stats)
+        return replace(best or current, stats=stats)
 
     def _solution(self, stats: SolverStats) -> Solution:
         m = self.model

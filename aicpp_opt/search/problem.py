@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aicpp_opt.errors import InputError
 from aicpp_opt.model.context import Context, build_context
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
+from aicpp_opt.search.catalog import Family
 from aicpp_opt.search.formulation import Traffic
 from aicpp_opt.spec.instance import MODES, Instance
 from aicpp_opt.spec.workload import Workload
@@ -37,6 +38,8 @@ class Problem:
     contexts: dict[str, Context]
     afd_placement: str | None = None
     """Only ``colocated`` or ``split`` AFD units (None: the solver chooses)."""
+    keep: Callable[[Family], bool] | None = None
+    """Only families it accepts (a study forcing a ratio class, a dispatch, a shape)."""
     progress: Callable[[str, int, int], None] | None = None
     """Called with (workload, groups settled, groups) while capacities settle (a progress
     bar)."""

@@ -82,23 +82,26 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     fams = [
         f
         for f in families(ctx.model, inst, ctx.workload, prob.modes, prob.afd_placement)
-        if f.key not in banned
+        if f.key not in banned and (prob.keep is None or prob.keep(f))
     ]
     timing.families += len(fams)
-    name = cache.key(ctx, {"max_batch_per_gpu": inst.search.max_batch_per_gpu})
+    extra = {"max_batch_per_gpu": inst.search.max_batch_per_gpu}
+    name = cache.key(ctx, extra)
     known = cache.load(name) or {}
-    before = len(known)
+    samples_name = cache.key(ctx, extra, slo_targets=False)
+    samples = {} if known else cache.load(samples_name) or {}
+    seen = len(samples)
     report = None
     if prob.progress is not None:
 
         def report(done: int, total: int) -> None:
             prob.progress(wl_name, done, total)
 
-    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report)
-    if len(settled.known) > before or any(
-        settled.known[k][1] != known.get(k, [None, None])[1] for k in settled.known
-    ):
+    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+    if settled.exact or len(settled.known) > len(known):
         cache.store(name, settled.known)
+        if len(samples) > seen or not known:
+            cache.store(samples_name, samples)
     else:
         timing.cached += 1
     timing.exact += settled.exact

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
     "sweep": "aicpp_opt.studies.cli:sweep",
+    "explore": "aicpp_opt.commands.explore:explore",
 }
 
 

@@ -264,3 +264,18 @@ def test_out_must_be_a_folder_and_instance_must_exist(tiny_file, tmp_path):
 def test_unknown_study_in_the_api_is_an_input_error(setup, tmp_path):
     with pytest.raises(InputError, match="--study"):
         run_explore(setup, ["latency"], tmp_path, Executor("local", 1), print)
+
+
+def test_frontier_per_dollar_prices_every_plan(tmp_path):
+    """``frontier --objective per-dollar`` (the cost study's other half) solves and prices each
+    budget's plan from the pools' list prices."""
+    cmd = ["frontier", "small_h200_16", "--budgets", "8,16", "--modes", "pd"]
+    result = CliRunner().invoke(main, [*cmd, "--objective", "per-dollar", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in json.loads((tmp_path / "frontier.json").read_text()) if r["feasible"]]
+    assert rows
+    for r in rows:
+        assert r["usd_per_hour"] == pytest.approx(r["gpus_used"] * 4.54)
+        per_mtok = r["usd_per_hour"] / (r["throughput_tok_s"] * 3600) * 1e6
+        assert r["usd_per_mtok"] == pytest.approx(per_mtok)
+    assert "usd_per_mtok" in (tmp_path / "frontier.csv").read_text().splitlines()[0]

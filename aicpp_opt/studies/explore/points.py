@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.evaluate.evaluation import Evaluation
@@ -193,7 +193,17 @@ class FloorPoint:
         ]
 
 
-def run_point(point: SolvePoint | FloorPoint) -> list[dict[str, Any]]:
+class Point(Protocol):
+    """What the runner needs of a point (frozen dataclasses: hashable, picklable, printable)."""
+
+    def labels(self) -> dict[str, Any]:
+        """Its settings as table columns (the row of a point whose task crashed)."""
+
+    def run(self) -> list[dict[str, Any]]:
+        """Its table rows."""
+
+
+def run_point(point: Point) -> list[dict[str, Any]]:
     """The executor's task: a point's rows."""
     return point.run()
 

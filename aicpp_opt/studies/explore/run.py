@@ -29,7 +29,7 @@ from aicpp_opt.studies.explore import (
     slo_map,
     workload,
 )
-from aicpp_opt.studies.explore.points import point_key, run_point
+from aicpp_opt.studies.explore.points import Point, point_key, run_point
 from aicpp_opt.studies.explore.setup import Setup
 from aicpp_opt.studies.explore.study import StudyResult, assemble
 from aicpp_opt.studies.sweep import ONE_CORE
@@ -65,7 +65,7 @@ def read_log(path: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def spread(points: list[Any]) -> list[Any]:
+def spread(points: list[Point]) -> list[Point]:
     """Solving order: points that settle the same capacities (same model and workload lengths)
     spread apart, the first of each group first, so parallel workers settle different
     capacities at once and later points read theirs from the cache."""

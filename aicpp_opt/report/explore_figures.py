@@ -15,9 +15,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from aicpp_opt.studies.explore.setup import BEST  # noqa: E402
 from aicpp_opt.studies.explore.study import StudyResult, feasible  # noqa: E402
 
 NO_PLAN = {"marker": "x", "color": "red", "linestyle": "none"}
+BEST_STYLE = {
+    "marker": "o",
+    "markerfacecolor": "none",
+    "markersize": 10,
+    "color": "black",
+    "linestyle": "--",
+}
+"""The best of all modes in one MILP: drawn over the single modes it may coincide with."""
 
 
 def _ok(table: pd.DataFrame) -> pd.Series:
@@ -29,8 +38,9 @@ def _pareto(table: pd.DataFrame) -> Figure:
     ok = _ok(table)
     for mode, rows in table.groupby("mode", sort=False):
         good = rows[ok[rows.index]].sort_values("tok_s_per_user")
+        style = BEST_STYLE if mode == BEST else {"marker": "o"}
         for ax, col in zip(axes, ("throughput_tok_s", "tok_s_per_gpu"), strict=True):
-            ax.plot(good["tok_s_per_user"], good[col], "o-", label=mode)
+            ax.plot(good["tok_s_per_user"], good[col], label=mode, **style)
             bad = rows[~ok[rows.index]]
             ax.plot(1e3 / bad["tpot_target_ms"], [0] * len(bad), **NO_PLAN)
     axes[0].set(ylabel="output tokens/s (fleet)")
@@ -39,7 +49,7 @@ def _pareto(table: pd.DataFrame) -> Figure:
         ax.set(xlabel="tokens/s per user (1 / mean TPOT)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("TPOT sweep; red x: no plan at that target (x = 1000 / TPOT target)", fontsize=9)
+    axes[0].set_title("red x: no plan at that TPOT target (at 1000 / target)", fontsize=9)
     return fig
 
 

@@ -27,7 +27,7 @@ HIDDEN_COLUMNS = ("plan",)
 STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; font-size: 12px; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; position: sticky; top: 0; }
 .scroll { max-height: 420px; overflow: auto; margin: 1em 0; }
 pre { background: #f7f7f7; padding: 1em; overflow: auto; max-height: 300px; font-size: 12px; }

@@ -133,6 +133,25 @@ def test_statements_cite_rows_that_hold_their_numbers(explored):
                 assert any(abs(value - t) <= 0.5 for t in rows["throughput_tok_s"]), line
 
 
+def test_binding_columns_describe_the_serving_role(explored):
+    """The busiest resource is one of the role's schedule, busy no longer than its step, and
+    serving roles never run above their capacity."""
+    table = explored[1]["pareto"].table
+    ok = table[table["feasible"].astype(bool)]
+    for _, r in ok.iterrows():
+        resource, busy, step = re.fullmatch(
+            r"(.+) busy ([\d.]+) of ([\d.]+) ms", r["binds"]
+        ).groups()
+        afd = r["plan_mode"].startswith("afd")
+        assert resource in (
+            ("attention GPUs", "A->F links", "FFN GPUs", "F->A links")
+            if afd
+            else ("GPU", "network")
+        )
+        assert 0 < float(busy) <= float(step) * 1.001
+        assert 0 < r["decode_load"] <= 1 + 1e-6
+
+
 def test_best_of_modes_is_at_least_every_mode(explored):
     """One MILP over every mode can choose any single mode's plan."""
     table = explored[1]["pareto"].table

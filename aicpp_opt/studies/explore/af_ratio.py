@@ -12,7 +12,7 @@ from aicpp_opt.search.catalog import families
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.studies.explore.points import SOLVE_COLUMNS, Keep, SolvePoint
 from aicpp_opt.studies.explore.setup import Setup, study_instance
-from aicpp_opt.studies.explore.study import Case, best_row, cite, feasible
+from aicpp_opt.studies.explore.study import Case, best_row, binding, cite, feasible
 
 NAME = "af-ratio"
 TITLE = "AFD: attention to FFN GPUs (M:N)"
@@ -69,10 +69,10 @@ def statements(table: pd.DataFrame, setup: Setup) -> list[str]:
         worst = ok.loc[ok["throughput_tok_s"].astype(float).idxmin()]
         text = (
             f"{model}, {workload}: best M:N {best['m']}:{best['n']} "
-            f"{best['throughput_tok_s']:,.0f} tok/s at TPOT {best['tpot_ms']:.1f} ms, bound by "
-            f"{best['binds']} {cite([best['row']], NAME)}; worst feasible "
-            f"{worst['m']}:{worst['n']} {worst['throughput_tok_s']:,.0f} tok/s, bound by "
-            f"{worst['binds']} {cite([worst['row']], NAME)}"
+            f"{best['throughput_tok_s']:,.0f} tok/s at TPOT {best['tpot_ms']:.1f} ms "
+            f"({binding(best)}) {cite([best['row']], NAME)}; worst feasible "
+            f"{worst['m']}:{worst['n']} {worst['throughput_tok_s']:,.0f} tok/s "
+            f"({binding(worst)}) {cite([worst['row']], NAME)}"
         )
         none = rows[~rows["row"].isin(ok["row"])]
         if not none.empty:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from aicpp_opt.studies.explore.points import SOLVE_COLUMNS, SolvePoint
 from aicpp_opt.studies.explore.setup import AFD_MODES, BEST, Setup, study_instance, with_slo
-from aicpp_opt.studies.explore.study import Case, best_row, cite, feasible
+from aicpp_opt.studies.explore.study import Case, best_row, binding, cite, feasible
 
 NAME = "pareto"
 TITLE = "Throughput against interactivity, per mode"
@@ -78,6 +78,6 @@ def afd_gains(table: pd.DataFrame) -> list[str]:
             out.append(
                 f"TPOT {tpot:g} ms: AFD ({afd['mode']}) {afd['throughput_tok_s']:,.0f} tok/s vs "
                 f"{other['mode']} {other['throughput_tok_s']:,.0f} tok/s: {gain:+.1%} "
-                f"{cite([afd['row'], other['row']], NAME)}; AFD binds on {afd['binds']}"
+                f"{cite([afd['row'], other['row']], NAME)}; AFD plan: {binding(afd)}"
             )
     return out

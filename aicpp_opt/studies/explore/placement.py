@@ -190,13 +190,17 @@ def link_columns(ev: Evaluation, traffic: str) -> dict[str, Any]:
 
 
 def cases(setup: Setup) -> list[Case]:
-    """Per model: the best AFD plan of colocated units and of split units (each then priced
-    the other way too), and the best P/D plan."""
+    """Per model: the best AFD plan of colocated units and, where a unit can be split (a pool of
+    several NVLink domains, or several pools), of split units (each then priced the other way
+    too), and the best P/D plan."""
     out = []
     limit = setup.grid.time_limit_s
+    pools = setup.instance.pools
+    split = len(pools) > 1 or any(p.num_domains > 1 for p in pools)
+    wheres = AFD_PLACEMENTS if split else ("colocated",)
     for model in setup.models:
         inst = study_instance(setup.instance, model, setup.workload)
-        for where in AFD_PLACEMENTS:
+        for where in wheres:
             base = SolvePoint(
                 inst, setup.afd_modes, setup.budget, afd_placement=where, time_limit=limit
             )

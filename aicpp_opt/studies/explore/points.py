@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.evaluate.evaluation import Evaluation
+from aicpp_opt.model.schedule import AFD_RESOURCES, PLAIN_RESOURCES
 from aicpp_opt.report.summary import headline
 from aicpp_opt.search.catalog import Family
 from aicpp_opt.search.problem import Problem, make_problem
@@ -70,6 +71,7 @@ RESULT_COLUMNS = (
     "afd_colocated",
     "binds",
     "top_op",
+    "decode_load",
     "plan",
     "seconds",
 )
@@ -77,8 +79,10 @@ RESULT_COLUMNS = (
 evaluator; ``rejected``: it does not, ``reason`` says why; ``infeasible``: no plan meets the
 SLOs; ``bad-input``), the evaluator's headline numbers (TTFT and TPOT at the SLO percentile),
 $/hour and $ per million output tokens, the largest AFD role's M, N, units, K, dispatch and
-placement, what binds the first serving role (``binds``: the resource that sets the longest
-per-layer cycle; ``top_op``: its largest op line), the plan as JSON and the wall seconds."""
+placement, what binds the first serving role (``binds``: the resource of its schedule busiest
+over a step; ``top_op``: its largest op line), ``decode_load`` (the serving roles' rate over
+their capacity: below 1 when prefill or TTFT limits the flow), the plan as JSON and the wall
+seconds."""
 SOLVE_COLUMNS = KEY_COLUMNS + RESULT_COLUMNS
 FLOOR_COLUMNS = ("floor_tpot_ms", "shape")
 
@@ -243,7 +247,7 @@ def plan_columns(
     what binds."""
     broken = "; ".join(f.reason for f in ev.flags if not f.ok)
     dollars = fleet_cost(instance, plan_gpus(plan), ev.output_tps) or {}
-    binds, top = bottleneck(ev)
+    binds, top = bottleneck(ev, plan)
     return {
         "status": "ok" if ev.feasible else "rejected",
         "feasible": ev.feasible,
@@ -256,6 +260,7 @@ def plan_columns(
         **afd_columns(plan),
         "binds": binds,
         "top_op": top,
+        "decode_load": plain(decode_load(ev)),
         "plan": json.dumps(plan_to_dict(plan), sort_keys=True),
     }
 
@@ -282,21 +287,32 @@ def serving_role(plan: Plan) -> Role:
     return max((r for r in plan.roles if r.role != RoleKind.PREFILL), key=lambda r: r.gpus)
 
 
-def bottleneck(ev: Evaluation, role_id: str | None = None) -> tuple[str, str]:
-    """What binds a serving role's step (default: the first): the block with the longest
-    per-layer cycle and the resource that sets it, and the largest op line (ms per step)."""
-    role = next(
-        r for r in ev.roles if (r.role == role_id if role_id else r.kind != RoleKind.PREFILL)
+def bottleneck(ev: Evaluation, plan: Plan) -> tuple[str, str]:
+    """What binds the plan's first serving role: the resource of its schedule (GPU and
+    network; AFD: attention GPUs, A->F links, FFN GPUs, F->A links) busiest over one step (the
+    sum of its op lines, in ms of the step), and the step's largest op line."""
+    result = next(r for r in ev.roles if r.kind != RoleKind.PREFILL)
+    resources = AFD_RESOURCES if plan.role(result.role).afd is not None else PLAIN_RESOURCES
+    step = result.step
+    busy: dict[str, float] = {}
+    lines = [op for op in step.ops if op.total > 0]  # not the (negative) overlap credits
+    for op in lines:
+        busy[resources[op.stage]] = busy.get(resources[op.stage], 0.0) + op.total
+    most = max(busy, key=busy.get)
+    top = max(lines, key=lambda op: op.total)
+    total = step.total * 1e3
+    return (
+        f"{most} busy {busy[most] * 1e3:.2f} of {total:.2f} ms",
+        f"{top.name} [{top.layer.value}] {top.total * 1e3:.2f} of {total:.2f} ms",
     )
-    step = role.step
-    binds = ""
-    if step.cycles:
-        name, c = max(step.cycles, key=lambda nc: nc[1].seconds)
-        binds = f"{name} layers: {c.binds}"
-    ops = [op for op in step.ops if op.total > 0]
-    top = max(ops, key=lambda op: op.total)
-    top_op = f"{top.name} [{top.layer.value}] {top.total * 1e3:.2f} of {step.total * 1e3:.2f} ms"
-    return binds, top_op
+
+
+def decode_load(ev: Evaluation) -> float | None:
+    """The serving (decode and aggregated) roles' requests/s over their capacity: 1 when
+    decode limits the flow, below 1 when prefill or TTFT does (None: no serving capacity)."""
+    serving = [r for r in ev.roles if r.kind != RoleKind.PREFILL]
+    capacity = sum(r.capacity for r in serving)
+    return sum(r.rate for r in serving) / capacity if capacity else None
 
 
 def plain(value: Any) -> Any:

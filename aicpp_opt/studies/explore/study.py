@@ -68,3 +68,11 @@ def best_row(table: pd.DataFrame, column: str = "throughput_tok_s") -> pd.Series
     if ok.empty:
         return None
     return ok.loc[ok[column].astype(float).idxmax()]
+
+
+def binding(row: pd.Series) -> str:
+    """What limits a row's plan: its serving role's busiest resource and how loaded the
+    serving roles are (below 100 %: prefill or TTFT limits the flow, not decode)."""
+    load = row.get("decode_load")
+    text = f"busiest: {row['binds']}"
+    return text + (f"; decode at {load:.0%} of capacity" if pd.notna(load) else "")

@@ -3,4 +3,5 @@
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""Root of the checkout: models/, cost_tables/ and instances/ live here."""
+"""Root of the checkout (models/, cost_tables/ and instances/ live here in a checkout; an
+installed wheel carries them as package data, see ``aicpp_opt.paths``)."""

@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.paths import inside
 from calibrate.aic import Package, read_table, system_yaml, versions
 from calibrate.needs import Needs, shipped_needs
 from calibrate.ops import SOURCES, OpSource
 from calibrate.table import Measured, build_table
-from calibrate.writer import dumps_plain, dumps_table, write_if_changed
+from calibrate.writer import dumps_plain, dumps_table, write_all
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,8 @@ def calibrate_system(
     known = sorted({f for s in SOURCES for f, _ in s.frameworks})
     if backend is not None and backend not in known:
         raise InputError("--backend", f"unknown backend {backend!r}; valid: {', '.join(known)}")
-    base = out_root / system
-    written = [base / "system.json"]
-    write_if_changed(written[0], dumps_plain(spec))
+    base = inside(out_root, system, field="--system")
+    files = {base / "system.json": dumps_plain(spec)}
     selection: dict[str, dict] = {}
     for src in SOURCES:
         found = measured(pkg, system, src, needs, backend)
@@ -147,9 +147,7 @@ def calibrate_system(
             selection[src.op] = {"backend": None, "reason": "no framework has rows for it"}
             continue
         for m in found:
-            path = base / m.backend / f"{m.op}.json"
-            write_if_changed(path, dumps_table(build_table(m, system)))
-            written.append(path)
+            files[base / m.backend / f"{m.op}.json"] = dumps_table(build_table(m, system))
         first = found[0]
         selection[src.op] = {
             "backend": first.backend,
@@ -158,6 +156,6 @@ def calibrate_system(
             "available": [m.backend for m in found],
         }
     if backend is None:
-        written.append(base / "selection.json")
-        write_if_changed(written[-1], dumps_plain(selection))
-    return written
+        files[base / "selection.json"] = dumps_plain(selection)
+    write_all(files)
+    return list(files)

@@ -4,6 +4,7 @@ rows are kept (the shipped models' shapes)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,23 @@ DEEPEP_NORMAL_SMS = 20
 deployment tunes it, so the table keeps the rows measured at it."""
 
 Extract = Callable[[list[pd.DataFrame], Needs], pd.DataFrame]
+
+PHASES = ("generation", "context")
+"""Order of the (generation, context) file pairs of the wide-EP tables."""
+
+DTYPES = ("bfloat16", "fp8", "fp8_block", "int4_wo", "nvfp4", "w4a16_mxfp4", "w4a8_mxfp4_mxfp8")
+"""Kernel dtype names of the tables (and of model files' `dtypes`)."""
+
+CATEGORICAL: dict[str, tuple[str, ...] | re.Pattern] = {
+    "dtype": DTYPES,
+    "gemm_dtype": DTYPES,
+    "kv_dtype": ("bfloat16", "fp8"),
+    "distribution": re.compile(r"balanced|power_law_\d+(\.\d+)?"),
+    "mode": ("low_latency", "normal"),
+    "phase": PHASES,
+}
+"""The axes whose values are names, and the names (or their form) each accepts; every other
+axis is a whole number."""
 
 
 @dataclass(frozen=True)
@@ -121,10 +139,6 @@ def _shipped_moe(out: pd.DataFrame, needs: Needs) -> pd.DataFrame:
 def moe(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:
     (df,) = dfs
     return _shipped_moe(_out(df, _MOE_COLS, df["latency"]), needs)
-
-
-PHASES = ("generation", "context")
-"""Order of the (generation, context) file pairs of the wide-EP tables."""
 
 
 def moe_wideep(dfs: list[pd.DataFrame], needs: Needs) -> pd.DataFrame:

@@ -3,14 +3,15 @@ as JSON records."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from aicpp_opt.errors import InputError
+from aicpp_opt.costs.store import available_systems, check_table, find_root, read_system
+from aicpp_opt.errors import InputError, brief
+from aicpp_opt.jsonio import dumps_json, read_json
 
 ACCEPT_MEDIAN = 0.02
 ACCEPT_P95 = 0.08
@@ -47,17 +48,22 @@ def reason(r: dict) -> str:
     return "; ".join(why)
 
 
-def records(root: Path, system: str | None) -> list[dict]:
-    """One record per table file: error, grid coverage, default-or-alternative backend."""
-    systems = sorted(p.name for p in root.iterdir() if (p / "system.json").is_file())
+def records(root: Path | None, system: str | None) -> list[dict]:
+    """One record per table file: error, grid coverage, default-or-alternative backend
+    (``root`` None: every root of the search path)."""
+    if root is not None and not root.is_dir():
+        raise InputError("--root", f"{brief(root)} is not a folder of cost tables")
+    systems = available_systems(root)
     if system is not None and system not in systems:
-        raise InputError("--system", f"no cost tables for {system!r}; valid: {', '.join(systems)}")
+        raise InputError(
+            "--system", f"no cost tables for {brief(system)}; valid: {', '.join(systems)}"
+        )
     out = []
     for sys_name in [system] if system else systems:
-        sel_path = root / sys_name / "selection.json"
-        selection = json.loads(sel_path.read_text()) if sel_path.is_file() else {}
-        for path in sorted((root / sys_name).glob("*/*.json")):
-            doc = json.loads(path.read_text())
+        folder = (root or find_root(sys_name)) / sys_name
+        _, selection = read_system(folder.parent, sys_name)
+        for path in sorted(folder.glob("*/*.json")):
+            doc = check_table(read_json(path, "cost table"), brief(path))
             xs = [v for s in doc["series"] for v in (s["x"][0], s["x"][-1])]
             steps = np.concatenate([np.diff(np.log(s["x"])) for s in doc["series"]] or [[]])
             out.append(
@@ -80,10 +86,10 @@ def records(root: Path, system: str | None) -> list[dict]:
     return out
 
 
-def print_report(root: Path, system: str | None, as_json: bool) -> None:
+def print_report(root: Path | None, system: str | None, as_json: bool) -> None:
     recs = records(root, system)
     if as_json:
-        print(json.dumps(recs, indent=1, sort_keys=True))
+        print(dumps_json(recs, indent=1, sort_keys=True), end="")
         return
     t = Table(
         title=f"cost-table fit error on held-out points (target median <= "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from aicpp_opt.jsonio import write_text_atomic
+
 SIG_DIGITS = 6
 
 
@@ -24,18 +26,20 @@ def dumps_table(doc: dict) -> str:
     """Header fields indented, then the series one per line."""
     doc = rounded(doc)
     head = {k: v for k, v in doc.items() if k != "series"}
-    text = json.dumps(head, indent=2, sort_keys=True)
-    lines = [json.dumps(s, sort_keys=True) for s in doc.get("series", [])]
+    text = json.dumps(head, indent=2, sort_keys=True, allow_nan=False)
+    lines = [json.dumps(s, sort_keys=True, allow_nan=False) for s in doc.get("series", [])]
     body = ",\n    ".join(lines)
     return text[:-2] + f',\n  "series": [\n    {body}\n  ]\n}}\n'
 
 
 def dumps_plain(doc: dict) -> str:
-    return json.dumps(rounded(doc), indent=2, sort_keys=True) + "\n"
+    return json.dumps(rounded(doc), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def write_if_changed(path: Path, text: str) -> None:
-    """Write only when the bytes differ (keeps mtimes, and so `git status`, quiet)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+def write_all(files: dict[Path, str]) -> None:
+    """Write every file whose bytes differ (keeping mtimes, and so `git status`, quiet), each
+    through a temporary file and a rename; callers build every text first, so a rejected run
+    writes nothing."""
+    for path, text in files.items():
+        if not path.is_file() or path.read_text() != text:
+            write_text_atomic(path, text)

@@ -21,6 +21,8 @@ SYSTEM_JSON = {
     "gpus_per_node": 8,
     "nvlink_bw": 4.5e11,
     "scaleout_bw": 5e10,
+    "runtime_reserve_bytes": 3758096384,
+    "nccl_mem_bytes": {"2": 358612992, "8": 411041792},
 }
 
 
@@ -68,7 +70,7 @@ def test_csv_rows_give_the_package_table(folder, tmp_path):
         ("all_reduce,x,8,0.01", "bad.csv:2 bytes: 'x' is not a number"),
         ("all_reduce,1024,,0.01", "bad.csv:2 num_gpus: empty"),
         ("allreduce,1024,8,0.01", "bad.csv:2 op: unknown op 'allreduce'; valid:"),
-        ("all_reduce,1024,8,-1", "bad.csv:2 latency_ms: latency and load must be positive"),
+        ("all_reduce,1024,8,-1", "bad.csv:2 latency_ms: '-1' is not a positive latency"),
     ],
 )
 def test_malformed_row_is_named(folder, tmp_path, row, needle):

@@ -93,11 +93,13 @@ def test_pwl_surrogate_agrees_with_measured_grid(nvl72):
 
 
 def test_cli_exits_3_on_a_plan_that_breaks_its_slo_and_writes_valid_json(tmp_path):
+    """The shipped agg plan at 32 sequences per GPU breaks its TPOT SLO."""
+    plan = json.loads((PLANS / "nvl72_agg.json").read_text())
+    plan["roles"][0]["batch_per_gpu"] = 32
+    path = tmp_path / "agg32.json"
+    path.write_text(json.dumps(plan))
     out = tmp_path / "ev.json"
-    result = CliRunner().invoke(
-        main,
-        ["evaluate", "h200_nvl72", str(PLANS / "nvl72_agg.json"), "--json", str(out)],
-    )
+    result = CliRunner().invoke(main, ["evaluate", "h200_nvl72", str(path), "--json", str(out)])
     doc = json.loads(out.read_text())
     assert result.exit_code == (0 if doc["feasible"] else 3), result.output
     assert not doc["feasible"] and result.exit_code == 3

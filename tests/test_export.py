@@ -192,11 +192,11 @@ def test_checkpoint_id_from_the_model_file():
 
 
 def test_sglang_pd_plan(tmp_path):
-    """nvl72_pd: prefill 2 x (attn TP1 x DP8, EP8), batch 1, chunk 8192; decode 1 x (DP32,
+    """nvl72_pd: prefill 4 x (attn TP1 x DP8, EP8), batch 1, chunk 8192; decode 1 x (DP32,
     EP32) at 64 sequences per GPU, four 8-GPU hosts."""
     _, out = export(PLANS / "nvl72_pd.json", "sglang")
     prefill = case_commands(out["prefill.sh"])
-    assert sorted(prefill) == ["0/0", "1/0"]
+    assert sorted(prefill) == ["0/0", "1/0", "2/0", "3/0"]
     _, program, f = parse(prefill["1/0"])
     assert program == ["python", "-m", "sglang.launch_server"]
     assert value(f, "--tp-size") == "8" and value(f, "--dp-size") == "8"
@@ -222,10 +222,7 @@ def test_sglang_pd_plan(tmp_path):
     _, program, f = parse(router_words(out["router.sh"]))
     assert program == ["python", "-m", "sglang_router.launch_router"]
     assert "--pd-disaggregation" in f
-    assert f["--prefill"] == [
-        ["http://${PREFILL_0_HOST:?}:30000", "8998"],
-        ["http://${PREFILL_1_HOST:?}:30000", "8998"],
-    ]
+    assert f["--prefill"] == [[f"http://${{PREFILL_{i}_HOST:?}}:30000", "8998"] for i in range(4)]
     assert f["--decode"] == [["http://${DECODE_0_HOST:?}:30000"]]
 
 
@@ -251,26 +248,26 @@ def test_vllm_pd_plan():
     assert "--port" not in third
     assert value(third, "--data-parallel-address") == "${DECODE_0_HOST:?}"
     _, _, f = parse(router_words(out["router.sh"]))
-    assert f["--prefiller-hosts"] == [["${PREFILL_0_HOST:?}", "${PREFILL_1_HOST:?}"]]
+    assert f["--prefiller-hosts"] == [[f"${{PREFILL_{i}_HOST:?}}" for i in range(4)]]
     assert f["--decoder-ports"] == [["30000"]]
 
 
 def test_agg_plan_budgets_include_the_mixed_in_decode_batch():
-    """nvl72_agg: 8 x (DP8, EP8), 32 sequences per GPU, 2048-token chunk per rank: SGLang and
-    vLLM both take the decode batch from the step's token budget, so 2048 + 32 per rank."""
+    """nvl72_agg: 8 x (DP8, EP8), 6 sequences per GPU, 2048-token chunk per rank: SGLang and
+    vLLM both take the decode batch from the step's token budget, so 2048 + 6 per rank."""
     _, out = export(PLANS / "nvl72_agg.json", "sglang")
     commands = case_commands(out["agg.sh"])
     assert len(commands) == 8
     _, _, f = parse(commands["7/0"])
-    assert value(f, "--chunked-prefill-size") == str((2048 + 32) * 8)
-    assert value(f, "--max-prefill-tokens") == "2080"
-    assert value(f, "--max-running-requests") == "256" and "--enable-mixed-chunk" in f
+    assert value(f, "--chunked-prefill-size") == str((2048 + 6) * 8)
+    assert value(f, "--max-prefill-tokens") == "2054"
+    assert value(f, "--max-running-requests") == "48" and "--enable-mixed-chunk" in f
     assert value(f, "--deepep-mode") == "auto" and "--disaggregation-mode" not in f
     _, _, r = parse(router_words(out["router.sh"]))
     assert r["--worker-urls"] == [[f"http://${{AGG_{i}_HOST:?}}:30000" for i in range(8)]]
     _, out = export(PLANS / "nvl72_agg.json", "vllm")
     _, _, f = parse(case_commands(out["agg.sh"])["0/0"])
-    assert value(f, "--max-num-batched-tokens") == "2080" and value(f, "--max-num-seqs") == "32"
+    assert value(f, "--max-num-batched-tokens") == "2054" and value(f, "--max-num-seqs") == "6"
     assert "--kv-transfer-config" not in f and "router.sh" not in out
     assert "load balancer" in out["README.md"]
 
@@ -633,7 +630,7 @@ def test_export_reads_the_instance_solve_recorded(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out_dir.iterdir()) == ["README.md", "deployment.yaml"]
-    assert "prefill: 2 x 8 GPUs" in result.output
+    assert "prefill: 4 x 8 GPUs" in result.output
     readme = (out_dir / "README.md").read_text()
     assert "| `--max-running-requests` | `2048` |" in readme
 

@@ -8,8 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from aicpp_opt.cli import main
+from aicpp_opt.costs import CostModel
 from aicpp_opt.errors import InputError
-from aicpp_opt.spec.model import available_models, import_hf_config, load_model
+from aicpp_opt.spec.hf_config import import_hf_config
+from aicpp_opt.spec.model import available_models, load_model
 
 aic = pytest.importorskip("aiconfigurator_core")
 CONFIGS = Path(aic.__file__).parent / "model_configs"
@@ -83,3 +85,35 @@ def test_cli_import_writes_file(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert load_model(tmp_path / "x.json").name == "x"
+
+
+def test_nvfp4_checkpoint_maps_to_the_tables_nvfp4(tmp_path):
+    """nvidia/DeepSeek-V3.2-NVFP4: quantisation lives in hf_quant_config.json beside the config
+    (config.json itself has none). Routed experts become the tables' `nvfp4`, the attention the
+    checkpoint excludes stays bfloat16, the FP8 KV cache is `fp8` at 1 byte per element."""
+    src = CONFIGS / "nvidia--DeepSeek-V3.2-NVFP4_config.json"
+    assert "quantization_config" not in json.loads(src.read_text())
+    m = import_hf_config(src, "v32-fp4")
+    assert (m.dtypes.moe, m.dtypes.weights, m.dtypes.kv_cache) == ("nvfp4", "bfloat16", "fp8")
+    assert m.bytes_per_param["nvfp4"] == 4.5 / 8  # 4-bit values + one 8-bit scale per 16
+    assert m.kv_cache_bytes_per_token_per_layer == (512 + 64) * 1 + 128 + 4
+    assert m.total_params == load_model("deepseek-v3.2").total_params
+    # the same files in a Hugging Face checkout's layout
+    (tmp_path / "config.json").write_text(src.read_text())
+    (tmp_path / "hf_quant_config.json").write_text(
+        (CONFIGS / "nvidia--DeepSeek-V3.2-NVFP4_hf_quant_config.json").read_text()
+    )
+    assert import_hf_config(tmp_path / "config.json", "v32-fp4").dtypes == m.dtypes
+    axes = {
+        "hidden": m.hidden_size,
+        "inter": m.moe.expert_ffn,
+        "topk": m.moe.top_k,
+        "num_experts": m.moe.num_experts,
+        "tp": 1,
+        "ep": 8,
+        "distribution": "power_law_1.01",
+        "dtype": m.dtypes.moe,
+    }
+    assert CostModel.load("gb200").curve("moe", **axes).x_range[1] > 0
+    with pytest.raises(InputError, match="nvfp4"):
+        CostModel.load("h200_sxm").curve("moe", **axes)

@@ -102,7 +102,7 @@ def test_pd_plan_ep_groups_bytes_and_kv():
     g = rep.result.graph
     disp = [o for o in g.ops if o.category == "ep_dispatch"]
     assert len(disp) == 58 * 32 * 31
-    assert {o.gpus[0] for o in disp} == set(range(16, 48))
+    assert {o.gpus[0] for o in disp} == set(range(32, 64))  # after 4 prefill replicas of 8
     # every GPU sends 64 tokens x 8 expert copies x fp8 bytes, its own experts' share stays home
     assert sum(o.nbytes for o in disp) == pytest.approx(58 * 32 * 64 * 8 * FP8_TOKEN * 31 / 32)
     kv = MODEL.num_layers * kv_bytes_per_token(MODEL) * wl.isl

@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oracle import oracle
 
 from aicpp_opt.errors import InfeasibleError
@@ -78,3 +80,64 @@ def test_milp_equals_the_independent_oracle(seed):
     assert out.solution.tokens_per_s == pytest.approx(best, rel=1e-3)
     assert out.evaluated.feasible, [f.reason for f in out.evaluated.flags if not f.ok]
     assert out.evaluated.output_tps == pytest.approx(out.solution.tokens_per_s, rel=1e-6)
+
+
+@st.composite
+def instances(draw):
+    """Small instances drawn by hypothesis: one pool (one or two NVLink domains), one model,
+    one or two workloads with shares, agg and/or P/D."""
+    gpus = draw(st.sampled_from((2, 4, 8)))
+    domains = draw(st.sampled_from((1, 2))) if gpus >= 4 else 1
+    topology = [{"kind": "switch", "size": gpus // domains, "bw_GBps": 450, "latency_ns": 250}]
+    if domains > 1:
+        topology.append({"kind": "switch", "size": domains, "bw_GBps": 50, "latency_ns": 2000})
+    n_wl = draw(st.integers(1, 2))
+    doc = {
+        "name": "drawn",
+        "cluster": {
+            "pools": [
+                {
+                    "name": "p",
+                    "system": draw(st.sampled_from(SYSTEMS)),
+                    "gpus": gpus,
+                    "topology": topology,
+                }
+            ]
+        },
+        "model": draw(st.sampled_from(MODELS)),
+        "workloads": [
+            {
+                "name": f"w{j}",
+                "preset": draw(st.sampled_from(PRESETS)),
+                "tpot_ms": draw(st.sampled_from((20, 40, 80))),
+                "ttft_ms": draw(st.sampled_from((500, 2000))),
+            }
+            for j in range(n_wl)
+        ],
+        "search": {
+            "modes": list(draw(st.sampled_from((("agg",), ("pd",), ("agg", "pd"))))),
+            "tp_values": [1],
+            "max_ep": 8,
+            "max_micro_batches": 2,
+            "max_batch_per_gpu": 8,
+        },
+    }
+    if n_wl == 2:
+        doc["mix"] = {"w0": draw(st.sampled_from((1, 3))), "w1": 1}
+    return doc
+
+
+@settings(max_examples=12, deadline=None)
+@given(instances())
+def test_every_plan_the_optimiser_returns_passes_the_evaluator(doc):
+    inst = parse_instance(doc)
+    shares = dict(inst.mix) or {inst.workloads[0].name: 1.0}
+    workloads = tuple(inst.workload(n) for n in shares)
+    try:
+        out = solve(make_problem(inst, workloads, tuple(doc["search"]["modes"]), shares=shares))
+    except InfeasibleError:
+        return
+    ev = out.evaluated
+    assert ev.feasible, [f.reason for f in ev.flags if not f.ok]
+    assert ev.output_tps == pytest.approx(out.solution.tokens_per_s, rel=1e-6)
+    assert sum(r.gpus for r in out.plan.roles) <= sum(p.gpus for p in inst.pools)

@@ -4,19 +4,21 @@ writes the full result. Exits 3 when the plan breaks an SLO or memory."""
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from aicpp_opt.errors import InfeasibleError
 from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_plan
+from aicpp_opt.jsonio import write_json
 from aicpp_opt.model.context import SURROGATES
 from aicpp_opt.model.routing import parse_routing
 from aicpp_opt.model.schedule import PIPELINES
+from aicpp_opt.paths import output_file
 from aicpp_opt.report.summary import make_console
 from aicpp_opt.spec.enums import Framework, values
 from aicpp_opt.spec.instance import load_instance
@@ -27,12 +29,13 @@ from aicpp_opt.spec.plan import load_plan
 def _source(op) -> str:
     marks = " (extrapolated)" if op.cost.extrapolated else ""
     marks += f" [fallback: {op.cost.fallback}]" if op.cost.fallback else ""
-    return op.cost.source + marks
+    return escape(op.cost.source + marks)
 
 
 def print_evaluation(ev: Evaluation, console: Console) -> None:
     for role in ev.roles:
-        t = Table(title=f"{role.role} ({role.kind.value}): {role.step.total * 1e3:.3f} ms per step")
+        title = f"{role.role} ({role.kind.value}): {role.step.total * 1e3:.3f} ms per step"
+        t = Table(title=escape(title))
         for col in ("op", "layer", "stage", "side", "count", "ms each", "ms total", "source"):
             t.add_column(col, justify="right" if col.startswith(("count", "ms")) else "left")
         for op in role.step.ops:
@@ -50,7 +53,7 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
     for w in ev.workloads:
         f, p = w.flow, f"p{w.workload.slo.percentile:g}"
         console.print(
-            f"{w.workload.name}: TPOT mean {w.tpot.mean * 1e3:.2f} ms, {p} "
+            f"{escape(w.workload.name)}: TPOT mean {w.tpot.mean * 1e3:.2f} ms, {p} "
             f"{w.tpot.percentile * 1e3:.2f} ms | TTFT mean {w.ttft.total * 1e3:.1f} ms, {p} "
             f"{w.ttft.percentile * 1e3:.1f} ms (wait {w.ttft.queueing * 1e3:.1f}, prefill "
             f"{w.ttft.prefill * 1e3:.1f}, KV {w.ttft.kv_transfer * 1e3:.2f}) | "
@@ -63,9 +66,9 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
     )
     for flag in ev.flags:
         mark = "[green]ok [/]" if flag.ok else "[red]NO [/]"
-        console.print(f"{mark} {flag.name}: {flag.reason}")
+        console.print(f"{mark} {escape(flag.name)}: {escape(flag.reason)}")
     for note in ev.notes:
-        console.print(f"note: {note}")
+        console.print(escape(f"note: {note}"))
     console.print("feasible" if ev.feasible else "[red]infeasible[/]")
 
 
@@ -87,7 +90,8 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
 )
 def evaluate(instance, plan, workload, json_out, surrogate, pipeline, routing, framework):
     """Evaluate PLAN.json on INSTANCE (a name under instances/ or a path); exit 3 when the plan
-    breaks an SLO or memory."""
+    breaks an SLO or memory (after printing and writing the result)."""
+    output_file(json_out, "--json")
     route = parse_routing(routing, "--routing")
     inst = load_instance(instance)
     p = load_plan(plan, inst, load_model(inst.model).moe.num_experts)
@@ -103,6 +107,7 @@ def evaluate(instance, plan, workload, json_out, surrogate, pipeline, routing, f
     )
     print_evaluation(ev, make_console())
     if json_out is not None:
-        json_out.write_text(json.dumps(ev.to_dict(), indent=2) + "\n")
-    if not ev.feasible:
-        sys.exit(3)
+        write_json(json_out, ev.to_dict())
+    broken = [f.reason for f in ev.flags if not f.ok]
+    if broken:
+        raise InfeasibleError(f"the plan breaks {len(broken)} check(s): {'; '.join(broken)}")

@@ -1,12 +1,16 @@
 """``aicpp-opt export PLAN --format sglang|vllm|dynamo [--out DIR]``: write the launch
-artefacts a team deploys a plan with, and print a short summary."""
+artefacts a team deploys a plan with, and print a short summary. The output folder is checked
+before any work and every file is written atomically."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
+from aicpp_opt.jsonio import write_text_atomic
+from aicpp_opt.paths import output_dir
 from aicpp_opt.report.export.build import FORMATS, build_export
 from aicpp_opt.report.export.inputs import read_export_input
 from aicpp_opt.report.export.render import files
@@ -25,28 +29,30 @@ from aicpp_opt.report.summary import make_console
 def export_command(plan, fmt, out_dir, instance, model_path, backend):
     """Launch scripts (SGLang, vLLM) or a Dynamo manifest for a plan, with a README that says
     which plan field every flag comes from."""
+    output_dir(out_dir, "--out")
     inp = read_export_input(plan, instance, model_path)
     export = build_export(inp, fmt, backend)
     written = files(inp, export)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in written.items():
         path = out_dir / name
-        path.write_text(text)
+        write_text_atomic(path, text)
         if name.endswith(".sh"):
             path.chmod(0o755)
     console = make_console()
     console.print(
-        f"[bold]{plan}[/] -> {export.engine.name}"
+        f"[bold]{escape(str(plan))}[/] -> {export.engine.name}"
         + (" on Dynamo" if export.manifest is not None else "")
-        + f" ({inp.plan.mode}, {inp.instance.name}, checkpoint {inp.model_path})"
+        + escape(f" ({inp.plan.mode}, {inp.instance.name}, checkpoint {inp.model_path})")
     )
     for launch in export.launches:
         v, lay = launch.view, launch.view.layout
         console.print(
-            f"  {v.role.id}: {v.role.replicas} x {v.role.gpus_per_replica} GPUs "
-            f"({lay.nodes} host(s) of {lay.gpus_per_node} per replica), "
-            f"{len(launch.args.flags)} flags"
+            escape(
+                f"  {v.role.id}: {v.role.replicas} x {v.role.gpus_per_replica} GPUs "
+                f"({lay.nodes} host(s) of {lay.gpus_per_node} per replica), "
+                f"{len(launch.args.flags)} flags"
+            )
         )
     for warning in export.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"wrote {', '.join(str(out_dir / n) for n in written)}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    console.print(escape(f"wrote {', '.join(str(out_dir / n) for n in written)}"))

@@ -1,15 +1,22 @@
-"""``aicpp-opt solve``, ``size``, ``frontier`` and ``compare``: the optimiser's commands."""
+"""``aicpp-opt solve``, ``size``, ``frontier`` and ``compare``: the optimiser's commands.
+
+Options and output paths are checked first; the solver stack (pyomo) is imported only after,
+so a bad option is rejected at once. ``--time-limit`` bounds the whole command."""
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt import deadline
+from aicpp_opt.errors import NOT_REACHED, InfeasibleError, InputError, OutOfTimeError, brief
+from aicpp_opt.jsonio import write_json
+from aicpp_opt.paths import output_dir, output_file
 from aicpp_opt.spec.enums import Framework, values
 from aicpp_opt.spec.instance import MODES, Instance, instance_path, load_instance
 
@@ -17,27 +24,37 @@ MODE_CHOICES = ("auto", *MODES)
 FRAMEWORK_CHOICES = (*values(Framework), "all")
 ROUTING_HELP = "eplb | balanced | power_law_<a>"
 OBJECTIVE_HELP = "throughput | per-gpu | per-dollar"
+MAX_LIST = 64
+"""Most values a comma-separated option (budgets, TPOT targets) takes: each one is a solve."""
 
 
 def positive_list(text: str, option: str, kind: type) -> list:
-    """Comma-separated positive numbers, or a one-line error naming the option."""
+    """Comma-separated finite positive numbers, or a one-line error naming the option."""
     try:
         values_ = [kind(v) for v in text.split(",")]
     except ValueError:
-        raise InputError(option, f"comma-separated positive numbers, got {text!r}") from None
-    if any(v <= 0 for v in values_):
-        raise InputError(option, f"every value must be positive, got {text!r}")
+        raise InputError(option, f"comma-separated positive numbers, got {brief(text)}") from None
+    if any(not math.isfinite(v) or v <= 0 for v in values_):
+        raise InputError(option, f"every value must be a finite positive number, got {brief(text)}")
+    if len(values_) > MAX_LIST:
+        raise InputError(option, f"at most {MAX_LIST} values (each is a solve), got {len(values_)}")
     return values_
 
 
-def parse_modes(mode: str) -> tuple[str, ...] | None:
+def positive_seconds(value: float, option: str) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(option, f"must be a finite positive number of seconds, got {value}")
+    return value
+
+
+def parse_modes(mode: str, option: str = "--mode") -> tuple[str, ...] | None:
     """``auto`` means every mode the instance allows; else a comma-separated list."""
     if mode == "auto":
         return None
     modes = tuple(m.strip() for m in mode.split(","))
     for m in modes:
         if m not in MODES:
-            raise InputError("--mode", f"unknown mode {m!r}; use auto or {', '.join(MODES)}")
+            raise InputError(option, f"unknown mode {brief(m)}; use auto or {', '.join(MODES)}")
     return modes
 
 
@@ -50,7 +67,7 @@ def resolve_workload(inst: Instance, name: str, option: str) -> str:
     for n in names:
         if n.split("-")[0] == name or n.rsplit("-", 1)[0] == name:
             return n
-    raise InputError(option, f"{name!r} is not a workload of {inst.name}; use one of {names}")
+    raise InputError(option, f"{brief(name)} is not a workload of {inst.name}; use one of {names}")
 
 
 def name_values(inst: Instance, text: str, option: str) -> dict[str, float]:
@@ -59,14 +76,19 @@ def name_values(inst: Instance, text: str, option: str) -> dict[str, float]:
     for part in text.split(","):
         name, _, value = part.partition("=")
         if not value:
-            raise InputError(option, f"give name=value pairs like chat=40,coding=12, got {text!r}")
+            raise InputError(
+                option, f"give name=value pairs like chat=40,coding=12, got {brief(text)}"
+            )
         try:
             number = float(value)
         except ValueError:
-            raise InputError(option, f"{value!r} is not a number") from None
-        if not number > 0:
-            raise InputError(option, f"{name}={value}: must be positive")
-        out[resolve_workload(inst, name.strip(), option)] = number
+            raise InputError(option, f"{brief(value)} is not a number") from None
+        if not math.isfinite(number) or number <= 0:
+            raise InputError(option, f"{brief(part)}: must be a finite positive number")
+        wl = resolve_workload(inst, name.strip(), option)
+        if wl in out:
+            raise InputError(option, f"{wl} is given twice; give each workload once")
+        out[wl] = number
     return out
 
 
@@ -96,7 +118,7 @@ def _solve_frameworks(console: Console, make, frameworks, solve_kw, better):
     all infeasible re-raises the first reason)."""
     from aicpp_opt.search.solve import solve
 
-    results, reasons = [], {}
+    results, reasons, late = [], {}, None
     for fw in frameworks:
         prob = make(fw)
         try:
@@ -105,6 +127,12 @@ def _solve_frameworks(console: Console, make, frameworks, solve_kw, better):
             if len(frameworks) == 1:
                 raise
             reasons[prob.framework] = str(err)
+        except OutOfTimeError as err:
+            if len(frameworks) == 1:
+                raise
+            late, reasons[prob.framework] = err, NOT_REACHED
+    if not results and late is not None:
+        raise late
     if not results:
         raise InfeasibleError("; ".join(f"{fw}: {why}" for fw, why in reasons.items()))
     if len(frameworks) > 1:
@@ -122,7 +150,13 @@ COMMON_OPTIONS = (
         help="sglang | vllm | trtllm | all (default: the model's best-covered).",
     ),
     click.option("--routing", default="eplb", show_default=True, help=ROUTING_HELP),
-    click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds."),
+    click.option(
+        "--time-limit",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="Seconds for the whole command (capacities, MILP, checks); exit 4 if no plan.",
+    ),
     click.option("--replay/--no-replay", default=True, show_default=True),
     click.option("--astra-sim", default=None, help="AstraSim binary to replay on too."),
     click.option("--json", "json_out", type=click.Path(path_type=Path), default=None),
@@ -159,22 +193,33 @@ def _with_progress(console: Console, make):
     return build
 
 
+def _check_options(time_limit, replay, astra_sim, json_out) -> None:
+    """What solve and size check before any work: the limit starts counting, the output path
+    and the AstraSim binary are usable."""
+    deadline.limit(positive_seconds(time_limit, "--time-limit"))
+    output_file(json_out, "--json")
+    if astra_sim is not None:
+        if not replay:
+            raise InputError("--astra-sim", "is only used by the replay; drop --no-replay")
+        from aicpp_opt.replay.astra import resolve_binary
+
+        resolve_binary(astra_sim)
+
+
 def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim, better):
     from aicpp_opt.model.routing import parse_routing
-    from aicpp_opt.replay.check import replay_checker
 
-    if time_limit <= 0:
-        raise InputError("--time-limit", f"must be positive seconds, got {time_limit}")
     route = parse_routing(routing, "--routing")
+    frameworks = _frameworks(framework)
+    deadline.phase("loading the solver and the cost tables")
+    from aicpp_opt.replay.check import replay_checker
 
     def kw(prob):
         check = replay_checker(inst, route, astra_sim) if replay else None
         return {"time_limit": time_limit, "replay": check}
 
     make = _with_progress(console, make)
-    return _solve_frameworks(
-        console, lambda fw: make(fw, route), _frameworks(framework), kw, better
-    )
+    return _solve_frameworks(console, lambda fw: make(fw, route), frameworks, kw, better)
 
 
 @click.command(name="solve")
@@ -200,17 +245,20 @@ def solve_command(
 ):
     """The plan with the most output tokens/s (or per GPU, per dollar) under the SLOs, for one
     workload or a traffic mix (the instance's ``mix`` by default)."""
-    from aicpp_opt.report.outcome import outcome_dict, print_outcome
+    start = time.perf_counter()
+    _check_options(time_limit, replay, astra_sim, json_out)
+    if budget is not None and budget < 1:
+        raise InputError("--budget", f"must be at least 1 GPU, got {budget}")
+    modes = parse_modes(mode)
+    inst = load_instance(instance)
+    wls, shares = _workloads(inst, workload, mix)
     from aicpp_opt.report.summary import make_console
-    from aicpp_opt.search.problem import make_problem
 
     console = make_console()
-    start = time.perf_counter()
-    inst = load_instance(instance)
-    modes = parse_modes(mode)
-    wls, shares = _workloads(inst, workload, mix)
 
     def make(fw, route):
+        from aicpp_opt.search.problem import make_problem
+
         return make_problem(inst, wls, modes, budget, objective, fw, route, shares=shares)
 
     prob, out = _run(
@@ -228,11 +276,18 @@ def solve_command(
             else o.solution.tokens_per_s
         ),
     )
-    print_outcome(console, prob, out, time.perf_counter() - start)
+    _report(console, prob, out, time.perf_counter() - start, json_out, instance)
+
+
+def _report(console, prob, out, seconds: float, json_out: Path | None, instance: str) -> None:
+    """Print the outcome; with ``--json``, write it with the instance file it solved."""
+    from aicpp_opt.report.outcome import outcome_dict, print_outcome
+
+    print_outcome(console, prob, out, seconds)
     if json_out is not None:
         record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
-        json_out.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
-        console.print(f"wrote {json_out}")
+        write_json(json_out, record)
+        console.print(escape(f"wrote {json_out}"))
 
 
 @click.command(name="size")
@@ -245,17 +300,18 @@ def size_command(
 ):
     """The cheapest fleet (fewest GPUs, or dollars with --per-dollar) of the instance's pools
     that serves DEMAND under every workload's SLOs, with its plan."""
-    from aicpp_opt.report.outcome import outcome_dict, print_outcome
-    from aicpp_opt.report.summary import make_console
-    from aicpp_opt.search.problem import make_problem
-
-    console = make_console()
     start = time.perf_counter()
+    _check_options(time_limit, replay, astra_sim, json_out)
+    modes = parse_modes(mode)
     inst = load_instance(instance)
     rates = name_values(inst, demand, "--demand")
-    modes = parse_modes(mode)
+    from aicpp_opt.report.summary import make_console
+
+    console = make_console()
 
     def make(fw, route):
+        from aicpp_opt.search.problem import make_problem
+
         return make_problem(
             inst, None, modes, None, None, fw, route, demand=rates, per_dollar=per_dollar
         )
@@ -271,18 +327,16 @@ def size_command(
         astra_sim,
         better=lambda o: -sum(o.solution.gpus.values()),
     )
-    print_outcome(console, prob, out, time.perf_counter() - start)
-    if json_out is not None:
-        record = {**outcome_dict(prob, out), "instance": str(instance_path(instance).resolve())}
-        json_out.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
-        console.print(f"wrote {json_out}")
+    _report(console, prob, out, time.perf_counter() - start, json_out, instance)
 
 
-def _plain(value):
-    """JSON form of numpy scalars (simulator results carry them)."""
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+time_limit_option = click.option(
+    "--time-limit",
+    type=float,
+    default=1800.0,
+    show_default=True,
+    help="Seconds for the whole command; cases not reached are reported as such (exit 4).",
+)
 
 
 @click.command()
@@ -299,27 +353,35 @@ def _plain(value):
     help="TPOT targets (ms) of a per-GPU vs per-user front at the largest budget (off by default).",
 )
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("frontier"))
-def frontier(instance, budgets, workload, modes, objective, tpots, out_dir):
+@time_limit_option
+def frontier(instance, budgets, workload, modes, objective, tpots, out_dir, time_limit):
     """Best plan per GPU budget and mode (CSV, JSON, PNG); optionally the per-GPU vs per-user
     front of a TPOT sweep."""
+    deadline.limit(positive_seconds(time_limit, "--time-limit"))
+    sizes = positive_list(budgets, "--budgets", int)
+    targets = positive_list(tpots, "--tpots", float) if tpots else []
+    mode_list = parse_modes(modes, "--modes")
+    output_dir(out_dir, "--out")
+    inst = load_instance(instance)
+    wl = inst.workload(resolve_workload(inst, workload, "--workload") if workload else None)
     from aicpp_opt.report.frontier import run_frontier
     from aicpp_opt.report.summary import make_console
 
-    sizes = positive_list(budgets, "--budgets", int)
-    targets = positive_list(tpots, "--tpots", float) if tpots else []
-    inst = load_instance(instance)
-    mode_list = parse_modes(modes) or tuple(inst.search.modes)
-    wl = inst.workload(resolve_workload(inst, workload, "--workload") if workload else None)
-    run_frontier(make_console(), inst, wl, sizes, mode_list, targets, out_dir, objective)
+    modes_used = mode_list or tuple(inst.search.modes)
+    run_frontier(make_console(), inst, wl, sizes, modes_used, targets, out_dir, objective)
 
 
 @click.command()
 @click.argument("instance")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
-def compare(instance, json_out):
+@time_limit_option
+def compare(instance, json_out, time_limit):
     """Best aggregated, P/D, AFD and AFD+P/D plan per workload and SLO tier, side by side,
     with AFD units colocated in an NVLink domain or split across it where the pools allow."""
+    deadline.limit(positive_seconds(time_limit, "--time-limit"))
+    output_file(json_out, "--json")
+    inst = load_instance(instance)
     from aicpp_opt.report.compare import run_compare
     from aicpp_opt.report.summary import make_console
 
-    run_compare(make_console(), load_instance(instance), json_out)
+    run_compare(make_console(), inst, json_out)

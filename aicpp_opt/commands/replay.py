@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
+from pathlib import Path
 
 import click
 
 from aicpp_opt.errors import InputError
-from aicpp_opt.replay.astra import ENV_VAR, AstraResult
+from aicpp_opt.jsonio import dumps_json
+from aicpp_opt.paths import output_dir, output_file
+from aicpp_opt.replay.astra import ENV_VAR, AstraResult, resolve_binary
 
 
 @click.command()
@@ -37,7 +39,8 @@ def replay(
     instance, plan_json, workload, routing, timeline, astra_sim, trace_dir, astra_timeout, as_json
 ):
     """Replay PLAN_JSON on INSTANCE's network: the decode step, the prefill and its KV transfer
-    simulated from the op model, beside the evaluator's numbers."""
+    simulated from the op model, beside the evaluator's numbers. Options and output paths are
+    checked before any work."""
     from aicpp_opt.evaluate.evaluation import evaluate_plan
     from aicpp_opt.model.routing import parse_routing
     from aicpp_opt.replay.adapter import replay_plan
@@ -45,6 +48,14 @@ def replay(
     from aicpp_opt.spec.model import load_model
     from aicpp_opt.spec.plan import load_plan
 
+    if not math.isfinite(astra_timeout) or astra_timeout <= 0:
+        raise InputError(
+            "--astra-timeout", f"must be a positive number of seconds, got {astra_timeout}"
+        )
+    output_file(Path(timeline) if timeline else None, "--timeline")
+    if trace_dir:
+        output_dir(Path(trace_dir), "--trace-dir")
+    resolve_binary(astra_sim)
     route = parse_routing(routing, "--routing")
     inst = load_instance(instance)
     plan = load_plan(plan_json, inst, load_model(inst.model).moe.num_experts)
@@ -60,7 +71,7 @@ def replay(
         astra_timeout=astra_timeout,
     )
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=1))
+        click.echo(dumps_json(report.to_dict(), indent=1), nl=False)
     else:
         print_report(report, evaluate_plan(plan, inst, wl, routing=route))
     if isinstance(report.astra, str) and (astra_sim or os.environ.get(ENV_VAR)):

@@ -9,8 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from aicpp_opt.costs.curve import Curve, Latency
-from aicpp_opt.costs.store import COST_TABLES_DIR, SystemSpec, Table, read_system
-from aicpp_opt.errors import InputError
+from aicpp_opt.costs.store import SystemSpec, Table, find_root, read_system
+from aicpp_opt.errors import InputError, brief
+from aicpp_opt.paths import inside
 from aicpp_opt.spec.enums import Framework, values
 
 __all__ = ["CostModel", "Curve", "Latency", "SystemSpec", "Table"]
@@ -32,13 +33,14 @@ class CostModel:
         self._tables: dict[tuple[str, str], Table] = {}
 
     @classmethod
-    def load(
-        cls, system: str, root: Path = COST_TABLES_DIR, framework: str | None = None
-    ) -> CostModel:
+    def load(cls, system: str, root: Path | None = None, framework: str | None = None) -> CostModel:
+        """The tables of ``system`` from ``root``, or from the first root of the search path
+        that has them (``--tables``, ``$AICPP_TABLES``, the shipped tables)."""
         if framework is not None and framework not in values(Framework):
             raise InputError(
-                "framework", f"unknown {framework!r}; use {', '.join(values(Framework))}"
+                "framework", f"unknown {brief(framework)}; use {', '.join(values(Framework))}"
             )
+        root = find_root(system) if root is None else root
         spec, selection = read_system(root, system)
         return cls(root, spec, selection, framework)
 
@@ -58,7 +60,7 @@ class CostModel:
         framework has no table for it)."""
         chosen = self.selection.get(op)
         if chosen is None:
-            raise InputError("op", f"unknown op {op!r}; valid: {', '.join(self.ops)}")
+            raise InputError("op", f"unknown op {brief(op)}; valid: {', '.join(self.ops)}")
         have = self.available(op)
         if not have:
             raise InputError(op, f"no measured table on {self.system.name}: {chosen['reason']}")
@@ -76,7 +78,7 @@ class CostModel:
             backend, _ = self.backend(op)
         key = (op, backend)
         if key not in self._tables:
-            path = self.root / self.system.name / backend / f"{op}.json"
+            path = inside(self.root, self.system.name, backend, f"{op}.json", field=op)
             if not path.is_file():
                 raise InputError(
                     op,

@@ -16,14 +16,16 @@ by ``aicpp-opt calibrate comm --system S`` to ``cost_tables/<system>/link_model.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import nnls
 
 from aicpp_opt.costs.store import SystemSpec, Table
+from aicpp_opt.errors import InputError, brief, key_name
+from aicpp_opt.jsonio import dumps_json, read_json, write_text_atomic
 from aicpp_opt.netsim import patterns
 from aicpp_opt.netsim.patterns import Geometry, Pattern
 from aicpp_opt.netsim.topology import Dim, Topology
@@ -208,12 +210,43 @@ def calibrate(spec: SystemSpec, tables: dict[str, Table]) -> dict[str, LinkFit]:
 
 def write(path: Path, fits: dict[str, LinkFit]) -> None:
     doc = {"schema": 1, "families": {k: asdict(v) for k, v in sorted(fits.items())}}
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, dumps_json(doc, sort_keys=True))
+
+
+FIT_RANGES = {
+    "alpha": (0.0, 1.0),
+    "hop": (0.0, 1.0),
+    "efficiency": (1e-6, 10.0),
+    "median_rel_err": (0.0, math.inf),
+    "p95_rel_err": (0.0, math.inf),
+    "max_rel_err": (0.0, math.inf),
+    "points": (0, math.inf),
+}
+"""Allowed values of a calibrated family's numbers (seconds; a share of the link bandwidth)."""
+
+
+def _checked(raw: object, where: str) -> LinkFit:
+    names = [f.name for f in fields(LinkFit)]
+    if not isinstance(raw, dict) or sorted(raw) != sorted(names):
+        raise InputError(where, f"must be an object with {', '.join(names)}; rerun calibrate comm")
+    for key, (lo, hi) in FIT_RANGES.items():
+        v = raw[key]
+        number = isinstance(v, int) if key == "points" else isinstance(v, int | float)
+        if isinstance(v, bool) or not number or not math.isfinite(v) or not lo <= v <= hi:
+            raise InputError(f"{where}.{key}", f"must be a number in [{lo}, {hi}], got {brief(v)}")
+    if not isinstance(raw["source"], str):
+        raise InputError(f"{where}.source", "must be a string")
+    return LinkFit(**raw)
 
 
 def read(path: Path) -> dict[str, LinkFit]:
-    """The calibrated families of a system; none when it was never calibrated."""
+    """The calibrated families of a system (none when it was never calibrated), read and
+    checked like every cost table."""
     if not path.is_file():
         return {}
-    doc = json.loads(path.read_text())
-    return {k: LinkFit(**v) for k, v in doc["families"].items()}
+    where = f"{key_name(path.parent.name)}/{path.name}"
+    doc = read_json(path, where)
+    families = doc.get("families") if isinstance(doc, dict) else None
+    if not isinstance(families, dict):
+        raise InputError(f"{where}.families", "must be an object; rerun calibrate comm")
+    return {k: _checked(v, f"{where}.families.{key_name(k)}") for k, v in families.items()}

@@ -4,18 +4,20 @@ interpolating between neighbouring measured series."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.costs.curve import Curve, blend
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief, key_name
+from aicpp_opt.jsonio import read_json
+from aicpp_opt.paths import data_dir, inside, safe_name, table_roots
 
-COST_TABLES_DIR = PROJECT_ROOT / "cost_tables"
+COST_TABLES_DIR = data_dir("cost_tables")
+"""The shipped cost tables (the last root of the search path)."""
 MS = 1e-3
 
 
@@ -69,7 +71,7 @@ class Table:
 
     @classmethod
     def read(cls, path: Path) -> Table:
-        doc = json.loads(path.read_text())
+        doc = check_table(read_json(path, "cost table"), brief(path))
         name = f"{doc['system']}/{doc['backend']}/{doc['op']}"
         curves = [
             Curve(
@@ -160,31 +162,193 @@ def _weights(t: Table, idx: list[int], axes: list[str], query: dict) -> list[tup
     return out
 
 
-def available_systems(root: Path = COST_TABLES_DIR) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if (p / "system.json").is_file())
+def find_root(system: str) -> Path:
+    """The first cost-table root (``aicpp_opt.paths.table_roots``) that has ``system``."""
+    roots = table_roots()
+    for root in roots:
+        if (inside(root, system, field="system") / "system.json").is_file():
+            return root
+    raise InputError(
+        "system",
+        f"no cost tables for {brief(system)}; valid: {', '.join(available_systems()) or 'none'} "
+        f"(searched {', '.join(str(r) for r in roots)}; add yours with --tables DIR)",
+    )
 
 
-def read_system(root: Path, system: str) -> tuple[SystemSpec, dict]:
-    """System spec and op -> backend selection of one system folder."""
-    base = root / system
+def available_systems(root: Path | None = None) -> list[str]:
+    """Systems with a ``system.json`` in ``root`` (default: every root of the search path)."""
+    roots = [root] if root is not None else table_roots()
+    return sorted(
+        {p.name for r in roots if r.is_dir() for p in r.iterdir() if (p / "system.json").is_file()}
+    )
+
+
+SYSTEM_NUMBERS = {
+    "memory_bytes": (int, 1, 2**50, "GPU memory capacity in bytes"),
+    "hbm_bw": (float, 1.0, 1e15, "HBM bandwidth in bytes/s"),
+    "gpus_per_node": (int, 1, 4096, "GPUs per node (the measured NVLink group)"),
+    "nvlink_bw": (float, 1.0, 1e15, "NVLink bytes/s per GPU per direction"),
+    "scaleout_bw": (float, 1.0, 1e15, "scale-out bytes/s per GPU per direction"),
+    "runtime_reserve_bytes": (
+        int,
+        0,
+        2**50,
+        "bytes a serving runtime keeps per GPU (framework, CUDA context, graphs)",
+    ),
+}
+"""Required numbers of a ``system.json``: type, least and largest value, what it is."""
+SYSTEM_OPTIONAL = {
+    "mem_bw_scaling": (float, 0.0, 10.0, "share of hbm_bw memory-bound kernels reach"),
+    "mem_latency_s": (float, 0.0, 1.0, "fixed seconds per memory-bound kernel"),
+}
+"""Optional numbers of a ``system.json`` (the memory-bound kernel model; 0 when absent)."""
+SYSTEM_TEXT = ("system", "units", "source", "reserve_source", "mem_source")
+"""Optional descriptive fields of a ``system.json``."""
+
+
+def _system_number(raw: dict, key: str, where: str) -> float:
+    kind, lo, hi, what = {**SYSTEM_NUMBERS, **SYSTEM_OPTIONAL}[key]
+    if key not in raw:
+        if key in SYSTEM_OPTIONAL:
+            return 0.0
+        raise InputError(f"{where}.{key}", f"is required: {what}")
+    v = raw[key]
+    ok_type = isinstance(v, int) if kind is int else isinstance(v, int | float)
+    if isinstance(v, bool) or not ok_type or not math.isfinite(v) or not lo <= v <= hi:
+        kind_name = "an integer" if kind is int else "a number"
+        raise InputError(
+            f"{where}.{key}", f"must be {kind_name} in [{lo}, {hi}] ({what}), got {brief(v)}"
+        )
+    return kind(v)
+
+
+def _nccl_mem(value: Any, where: str) -> dict[int, int]:
+    field = f"{where}.nccl_mem_bytes"
+    if not isinstance(value, dict) or not value:
+        raise InputError(
+            field,
+            "is required: NCCL buffer bytes per GPU by communicator size, e.g. "
+            '{"2": 358612992, "8": 411041792}',
+        )
+    out = {}
+    for k, v in value.items():
+        if not (k.isdigit() and 0 < int(k) <= 4096):
+            raise InputError(field, f"key {brief(k)} is not a GPU count 1..4096")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**40:
+            raise InputError(f"{field}.{k}", f"must be bytes (an integer >= 0), got {brief(v)}")
+        out[int(k)] = v
+    return out
+
+
+def parse_system(raw: Any, name: str, where: str = "system.json") -> SystemSpec:
+    """A validated ``system.json``: every number present, finite and in range, the reserves
+    included (no system is priced without its runtime memory)."""
+    if not isinstance(raw, dict):
+        raise InputError(where, "must be a JSON object")
+    allowed = {*SYSTEM_NUMBERS, *SYSTEM_OPTIONAL, "nccl_mem_bytes", *SYSTEM_TEXT}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise InputError(
+            f"{where}.{key_name(unknown[0])}",
+            f"unknown field; allowed: {', '.join(sorted(allowed))}",
+        )
+    for key in SYSTEM_TEXT:
+        if key in raw and not isinstance(raw[key], str):
+            raise InputError(f"{where}.{key}", f"must be a string, got {brief(raw[key])}")
+    n = {key: _system_number(raw, key, where) for key in (*SYSTEM_NUMBERS, *SYSTEM_OPTIONAL)}
+    if n["runtime_reserve_bytes"] >= n["memory_bytes"]:
+        raise InputError(
+            f"{where}.runtime_reserve_bytes",
+            f"{n['runtime_reserve_bytes']} leaves no memory of {n['memory_bytes']} bytes",
+        )
+    return SystemSpec(
+        name,
+        n["memory_bytes"],
+        n["hbm_bw"],
+        n["gpus_per_node"],
+        n["nvlink_bw"],
+        n["scaleout_bw"],
+        n["runtime_reserve_bytes"],
+        _nccl_mem(raw.get("nccl_mem_bytes"), where),
+        raw.get("reserve_source") or raw.get("source") or where,
+        n["mem_bw_scaling"],
+        n["mem_latency_s"],
+        raw.get("mem_source", ""),
+    )
+
+
+def _selection(raw: Any, where: str) -> dict:
+    """op -> {"backend": name or None, "reason": ..., "file": ...}, names checked."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise InputError(where, 'must map each op to {"backend": ..., "reason": ...}')
+    for op, entry in raw.items():
+        safe_name(op, f"{where}.{key_name(op)}")
+        if entry.get("backend") is not None:
+            safe_name(entry["backend"], f"{where}.{op}.backend")
+        available = entry.get("available", [])
+        if not isinstance(available, list):
+            raise InputError(f"{where}.{op}.available", "must be a list of backends")
+        for i, name in enumerate(available):
+            safe_name(name, f"{where}.{op}.available[{i}]")
+        if not isinstance(entry.get("reason", ""), str):
+            raise InputError(f"{where}.{op}.reason", "must be a string")
+    return raw
+
+
+def read_system(root: Path | None, system: str) -> tuple[SystemSpec, dict]:
+    """System spec and op -> backend selection of one system folder (``root`` None: the first
+    root of the search path that has it)."""
+    root = find_root(system) if root is None else root
+    base = inside(root, system, field="system")
     if not (base / "system.json").is_file():
         valid = ", ".join(available_systems(root)) if root.is_dir() else "none"
-        raise InputError("system", f"no cost tables for {system!r}; valid: {valid}")
-    raw = json.loads((base / "system.json").read_text())
-    spec = SystemSpec(
-        system,
-        int(raw["memory_bytes"]),
-        float(raw["hbm_bw"]),
-        int(raw["gpus_per_node"]),
-        float(raw["nvlink_bw"]),
-        float(raw["scaleout_bw"]),
-        raw.get("runtime_reserve_bytes"),
-        {int(k): int(v) for k, v in raw.get("nccl_mem_bytes", {}).items()},
-        raw.get("reserve_source"),
-        float(raw.get("mem_bw_scaling", 0.0)),
-        float(raw.get("mem_latency_s", 0.0)),
-        str(raw.get("mem_source", "")),
-    )
+        raise InputError("system", f"no cost tables for {brief(system)}; valid: {valid}")
+    where = f"{system}/system.json"
+    spec = parse_system(read_json(base / "system.json", where), system, where)
     sel_path = base / "selection.json"
-    selection = json.loads(sel_path.read_text()) if sel_path.is_file() else {}
+    where = f"{system}/selection.json"
+    selection = _selection(read_json(sel_path, where), where) if sel_path.is_file() else {}
     return spec, selection
+
+
+TABLE_KEYS = ("system", "backend", "op", "load_axis", "axes", "covers", "error", "series")
+
+
+def check_table(doc: Any, where: str) -> dict:
+    """A cost-table document whose fields the runtime reads are present and sane: every series
+    has its other axes' values, a strictly increasing load grid and finite positive latencies
+    (measured and PWL) of matching lengths."""
+    if not isinstance(doc, dict):
+        raise InputError("cost table", f"{where} must be a JSON object")
+    missing = [k for k in TABLE_KEYS if k not in doc]
+    if missing:
+        raise InputError("cost table", f"{where} lacks {missing[0]!r}; regenerate it")
+    axes = doc["axes"]
+    if not isinstance(axes, list) or not all(isinstance(a, str) for a in axes):
+        raise InputError("cost table", f"{where}: 'axes' must be a list of names")
+    error = doc["error"]
+    numbers = ("median_rel_err", "p95_rel_err", "max_rel_err", "n_heldout", "measured_drop_frac")
+    if not isinstance(error, dict) or not all(_is_number(error.get(k)) for k in numbers):
+        raise InputError("cost table", f"{where}: 'error' must hold {', '.join(numbers)}")
+    if not isinstance(doc["series"], list) or not doc["series"]:
+        raise InputError("cost table", f"{where}: 'series' must be a non-empty list")
+    for i, s in enumerate(doc["series"]):
+        _check_series(s, axes, f"{where} series[{i}]")
+    return doc
+
+
+def _check_series(s: Any, axes: list[str], where: str) -> None:
+    if not isinstance(s, dict) or not isinstance(s.get("key"), dict):
+        raise InputError("cost table", f"{where} must be an object with a 'key' object")
+    if sorted(s["key"]) != sorted(axes):
+        raise InputError("cost table", f"{where}: key axes {sorted(s['key'])} are not {axes}")
+    for xs, ys in (("x", "latency_ms"), ("pwl_x", "pwl_ms")):
+        x, y = s.get(xs), s.get(ys)
+        ok = isinstance(x, list) and isinstance(y, list) and len(x) == len(y) >= 1
+        ok = ok and all(_is_number(v) and math.isfinite(v) for v in (*x, *y))
+        if not ok or any(b <= a for a, b in zip(x, x[1:], strict=False)) or min(y) <= 0:
+            raise InputError(
+                "cost table",
+                f"{where}: {xs!r} must increase strictly and {ys!r} be positive numbers, "
+                "as many as loads",
+            )

@@ -26,7 +26,7 @@ from aicpp_opt.model.forward import afd_domains, ffn_sets
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
 from aicpp_opt.model.queueing import lockstep_wait, ttft_queueing, wait_quantile
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
-from aicpp_opt.model.schedule import Step
+from aicpp_opt.model.schedule import OpCost, Step
 from aicpp_opt.model.steps import (
     AggIteration,
     accepted_tokens,
@@ -169,6 +169,10 @@ class Evaluation:
     def output_tps(self) -> float:
         """Output tokens/s of the whole fleet."""
         return sum(w.flow.output_tps for w in self.workloads)
+
+    def unmeasured_ops(self) -> list[str]:
+        """Names of the ops priced by the calibrated link model instead of a measured table."""
+        return sorted({op.name for r in self.roles for op in r.step.ops if _unmeasured(op)})
 
     def to_dict(self) -> dict:
         return {
@@ -587,6 +591,10 @@ def _latency_flags(w: WorkloadResult, name: str) -> list[Flag]:
     ]
 
 
+def _unmeasured(op: OpCost) -> bool:
+    return op.cost.source.startswith("simulated")
+
+
 def _extrapolation_notes(roles: list[RoleResult]) -> list[str]:
     notes = []
     for r in roles:
@@ -595,7 +603,7 @@ def _extrapolation_notes(roles: list[RoleResult]) -> list[str]:
             notes.append(f"{r.role}: extrapolated beyond the measured grid: {', '.join(ext)}")
         fb = sorted({op.cost.fallback for op in r.step.ops if op.cost.fallback})
         notes += [f"{r.role}: fallback: {f}" for f in fb]
-        sim = sorted({op.name for op in r.step.ops if op.cost.source.startswith("simulated")})
+        sim = sorted({op.name for op in r.step.ops if _unmeasured(op)})
         if sim:
             notes.append(f"{r.role}: calibrated link model, no measurement: {', '.join(sim)}")
     return notes

@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import integrate, stats
 
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief
 
 POWER_LAW_DRAWS = 64
 POWER_LAW_SEED = 0
@@ -87,9 +87,9 @@ def parse_routing(text: str, field: str = "routing") -> Routing:
         except ValueError:
             alpha = math.nan
         if not (math.isfinite(alpha) and alpha > 1.0):
-            raise InputError(field, f"power-law exponent must be a number > 1, got {text!r}")
+            raise InputError(field, f"power-law exponent must be a number > 1, got {brief(text)}")
         return Routing("power_law", alpha)
-    raise InputError(field, f"unknown routing {text!r}; use eplb, balanced or power_law_<a>")
+    raise InputError(field, f"unknown routing {brief(text)}; use eplb, balanced or power_law_<a>")
 
 
 @lru_cache(maxsize=64)

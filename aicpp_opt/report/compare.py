@@ -6,15 +6,17 @@ shape reaches at batch 1."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from aicpp_opt.errors import InfeasibleError
+from aicpp_opt import deadline
+from aicpp_opt.errors import NOT_REACHED, InfeasibleError, OutOfTimeError
+from aicpp_opt.jsonio import write_json
 from aicpp_opt.report.summary import describe_shape, headline
 from aicpp_opt.search.catalog import AFD_PLACEMENTS
 from aicpp_opt.search.problem import make_problem
@@ -64,15 +66,20 @@ def run_compare(console: Console, instance: Instance, json_out: Path | None) -> 
     cases = [(wl, col) for wl in tiers for col in cols]
     bases = [wl for wl in tiers if wl.name.endswith("-relaxed")]
     results: list[dict] = []
-    tightest: dict[str, dict[str, float | None]] = {}
+    tightest: dict[str, dict[str, float | str | None]] = {}
+    missed = 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("solving", total=len(cases) + len(bases) * len(MODES))
         for wl in bases:
             name = _base_name(wl)
             tightest[name] = {}
             for mode in MODES:
-                best = fastest_decode(make_problem(instance, (wl,), (mode,)), wl.name)
-                tightest[name][mode] = best[0] * 1e3 if best is not None else None
+                try:
+                    best = fastest_decode(make_problem(instance, (wl,), (mode,)), wl.name)
+                    tightest[name][mode] = best[0] * 1e3 if best is not None else None
+                except OutOfTimeError:
+                    missed += 1
+                    tightest[name][mode] = NOT_REACHED
                 progress.advance(task)
         for wl, (name, mode, where) in cases:
             row = {"workload": wl.name, "mode": name}
@@ -83,14 +90,22 @@ def run_compare(console: Console, instance: Instance, json_out: Path | None) -> 
                 row |= {"feasible": True, **headline(out.evaluated), "plan": roles}
             except InfeasibleError as err:
                 row |= {"feasible": False, "reason": str(err)}
+            except OutOfTimeError:
+                missed += 1
+                row |= {"feasible": None, "reason": NOT_REACHED}
             results.append(row)
             progress.advance(task)
     console.print(_table(instance, results, names))
     console.print(_tightest_table(tightest, MODES))
     out = {"plans": results, "tightest_tpot_ms": tightest}
     if json_out is not None:
-        json_out.write_text(json.dumps(out, indent=2) + "\n")
-        console.print(f"wrote {json_out}")
+        write_json(json_out, out)
+        console.print(escape(f"wrote {json_out}"))
+    if missed:
+        raise OutOfTimeError(
+            f"{missed} of {len(cases) + len(bases) * len(MODES)} cases were not solved (shown "
+            f"as such): {deadline.summary()}; raise --time-limit"
+        )
     return out
 
 
@@ -99,11 +114,12 @@ FAMILIES = {"agg": "aggregated", "pd": "P/D", "afd": "AFD", "afd+pd": "AFD"}
 question compare answers."""
 
 
-def only_feasible(per_mode: dict[str, float | None]) -> str:
-    """The TPOT targets (ms) only one family of modes can meet, and which of its modes."""
+def only_feasible(per_mode: dict[str, float | str | None]) -> str:
+    """The TPOT targets (ms) only one family of modes can meet, and which of its modes (a mode
+    the time limit cut off counts as unknown, not as infeasible)."""
     best: dict[str, float] = {}
     for mode, t in per_mode.items():
-        if t is not None:
+        if isinstance(t, float):
             fam = FAMILIES[mode]
             best[fam] = min(t, best.get(fam, t))
     ranked = sorted((t, fam) for fam, t in best.items())
@@ -115,11 +131,21 @@ def only_feasible(per_mode: dict[str, float | None]) -> str:
     t1 = ranked[1][0]
     if t1 <= t0:
         return "-"
-    modes = [m for m, t in per_mode.items() if FAMILIES[m] == fam and t is not None and t < t1]
+    modes = [
+        m for m, t in per_mode.items() if FAMILIES[m] == fam and isinstance(t, float) and t < t1
+    ]
     return f"only {fam} ({', '.join(modes)}): TPOT in [{t0:.1f}, {t1:.1f}) ms"
 
 
-def _tightest_table(tightest: dict[str, dict[str, float | None]], modes: tuple[str, ...]) -> Table:
+def _tightest_cell(v: float | str | None) -> str:
+    if v is None:
+        return "none"
+    return "not solved" if isinstance(v, str) else f"{v:.1f}"
+
+
+def _tightest_table(
+    tightest: dict[str, dict[str, float | str | None]], modes: tuple[str, ...]
+) -> Table:
     """Per workload the lowest TPOT each mode can meet (TTFT, memory and budget held), and the
     TPOT targets only one family of modes can meet."""
     t = Table(
@@ -132,14 +158,14 @@ def _tightest_table(tightest: dict[str, dict[str, float | None]], modes: tuple[s
         t.add_column(m, justify="right")
     t.add_column("only one family feasible")
     for name, per_mode in tightest.items():
-        cells = [f"{v:.1f}" if v is not None else "none" for v in per_mode.values()]
-        t.add_row(name, *cells, only_feasible(per_mode))
+        cells = [_tightest_cell(v) for v in per_mode.values()]
+        t.add_row(escape(name), *cells, only_feasible(per_mode))
     return t
 
 
 def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> Table:
     t = Table(
-        title=f"{instance.name}: best plan per mode: output tok/s (per GPU, per user)",
+        title=escape(f"{instance.name}: best plan per mode: output tok/s (per GPU, per user)"),
         title_justify="left",
     )
     t.add_column("workload · SLO")
@@ -156,6 +182,8 @@ def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> T
                     f"{r['throughput_tok_s']:,.0f} ({r['tok_s_per_gpu']:,.0f}, "
                     f"{r['tok_s_per_user']:.0f})"
                 )
+            elif r["feasible"] is None:
+                cells.append("not solved (time limit)")
             else:
                 cells.append("[red]infeasible[/]")
         feasible = [m for m in modes if rows[m]["feasible"]]
@@ -164,5 +192,5 @@ def _table(instance: Instance, results: list[dict], modes: tuple[str, ...]) -> T
         else:
             top = max(feasible, key=lambda m: rows[m]["throughput_tok_s"])
             best = f"{top} (only feasible)" if len(feasible) == 1 else top
-        t.add_row(wl, *cells, best)
+        t.add_row(escape(wl), *cells, best)
     return t

@@ -11,14 +11,17 @@ objective at the largest budget for each TPOT target (each target trades tokens/
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
-from aicpp_opt.errors import InfeasibleError
+from aicpp_opt import deadline
+from aicpp_opt.errors import NOT_REACHED, InfeasibleError, OutOfTimeError
+from aicpp_opt.jsonio import write_json, write_text_atomic
 from aicpp_opt.report.summary import describe_shape, headline
 from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import Outcome, solve_budgets
@@ -51,11 +54,13 @@ def _row(
     mode: str,
     budget: int,
     tpot_slo: float,
-    got: Outcome | InfeasibleError,
+    got: Outcome | Exception,
 ):
     row = {"kind": kind, "mode": mode, "budget": budget, "tpot_slo_ms": tpot_slo}
     if isinstance(got, InfeasibleError):
         return {**row, "feasible": False, "reason": str(got)}
+    if isinstance(got, OutOfTimeError):
+        return {**row, "feasible": None, "reason": NOT_REACHED}
     shapes = "; ".join(f"{r.id} x{r.replicas}: {describe_shape(r)}" for r in got.plan.roles)
     dollars = fleet_cost(instance, got.solution.gpus, got.evaluated.output_tps) or {}
     return {
@@ -86,29 +91,44 @@ def run_frontier(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("solving", total=len(modes) * (1 + len(tpots_ms)))
         for mode in modes:
-            prob = make_problem(instance, (workload,), (mode,), objective=objective)
-            for b, got in zip(budgets, solve_budgets(prob, budgets), strict=True):
+            got_all = _solved(budgets, instance, (workload,), (mode,), objective=objective)
+            for b, got in zip(budgets, got_all, strict=True):
                 rows.append(_row(instance, "budget", mode, b, slo_ms, got))
             progress.advance(task)
             for tpot_ms in tpots_ms:
                 wl = replace(workload, slo=replace(workload.slo, tpot=tpot_ms / 1e3))
-                prob = make_problem(instance, (wl,), (mode,), top, "per-gpu")
-                got = solve_budgets(prob, [top])[0]
+                got = _solved([top], instance, (wl,), (mode,), top, "per-gpu")[0]
                 rows.append(_row(instance, "front", mode, top, tpot_ms, got))
                 progress.advance(task)
     _write(rows, out_dir)
     _plot(rows, modes, out_dir / "frontier.png", instance.name, workload.name)
-    console.print(f"wrote {out_dir / 'frontier.csv'}, frontier.json and frontier.png")
+    console.print(escape(f"wrote {out_dir / 'frontier.csv'}, frontier.json and frontier.png"))
+    missed = sum(r["reason"] == NOT_REACHED for r in rows)
+    if missed:
+        raise OutOfTimeError(
+            f"{missed} of {len(rows)} cases were not solved (written as such): "
+            f"{deadline.summary()}; raise --time-limit or ask for fewer budgets, modes or TPOTs"
+        )
     return rows
 
 
+def _solved(budgets: list[int], *problem, **options) -> list[Outcome | Exception]:
+    """``solve_budgets`` of ``make_problem(*problem, **options)``; every budget gets the error
+    when the time runs out before the MILP (building the problem, settling its capacities)."""
+    try:
+        return solve_budgets(make_problem(*problem, **options), budgets)
+    except OutOfTimeError as err:
+        return [err for _ in budgets]
+
+
 def _write(rows: list[dict], out_dir: Path) -> None:
-    with (out_dir / "frontier.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in COLUMNS})
-    (out_dir / "frontier.json").write_text(json.dumps(rows, indent=2) + "\n")
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in COLUMNS})
+    write_text_atomic(out_dir / "frontier.csv", text.getvalue())
+    write_json(out_dir / "frontier.json", rows)
 
 
 def _plot(rows: list[dict], modes: tuple[str, ...], path: Path, name: str, wl: str) -> None:

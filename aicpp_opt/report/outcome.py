@@ -5,6 +5,7 @@ decided and how long each phase took."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aicpp_opt.report.summary import (
@@ -101,11 +102,11 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
     inst = prob.instance
     objective = "cheapest fleet for the demand" if prob.objective == "cost" else prob.objective
     console.print(
-        f"[bold]{inst.name}[/] · modes {', '.join(prob.modes)} · objective {objective} · "
+        f"[bold]{escape(inst.name)}[/] · modes {', '.join(prob.modes)} · objective {objective} · "
         f"framework {prob.framework} · routing {prob.routing.name}"
     )
     for line in slo_lines(prob):
-        console.print(f"  {line}")
+        console.print(escape(f"  {line}"))
     replay = out.replay.to_dict() if out.replay is not None else None
     print_tables(
         console,
@@ -121,7 +122,7 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
     )
     if prob.objective == "cost":
         pools = ", ".join(f"{p}: {g} GPUs" for p, g in sorted(out.solution.gpus.items()))
-        console.print(f"fleet: {pools}")
+        console.print(escape(f"fleet: {pools}"))
     dollars = cost(prob, out)
     if dollars is not None:
         console.print(
@@ -131,17 +132,17 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
         )
     console.print("decided by the MILP:")
     for line in decision_lines(out):
-        console.print(f"  {line}")
+        console.print(escape(f"  {line}"))
     for i, r in enumerate(out.rounds, 1):
         verdict = "holds" if r.holds else f"breaks an SLO; withdrawn: {', '.join(r.withdrawn)}"
-        console.print(f"round {i}: {r.checker}: {verdict}")
+        console.print(escape(f"round {i}: {r.checker}: {verdict}"))
         for line in r.detail:
-            console.print(f"  {line}")
+            console.print(escape(f"  {line}"))
     console.print(timing_line(out, seconds))
     for w in out.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     for note in out.evaluated.notes:
-        console.print(f"note: {note}")
+        console.print(escape(f"note: {note}"))
 
 
 def outcome_dict(prob: Problem, out: Outcome) -> dict:
@@ -182,7 +183,9 @@ def framework_table(results: list[tuple[Problem, Outcome]], reasons: dict[str, s
         ev = out.evaluated
         roles = "; ".join(f"{r.id} x{r.replicas}" for r in out.plan.roles)
         per_gpu = ev.output_tps / ev.gpus if ev.gpus else 0.0
-        t.add_row(prob.framework, f"{ev.output_tps:,.0f}", f"{per_gpu:,.1f}", str(ev.gpus), roles)
+        t.add_row(
+            prob.framework, f"{ev.output_tps:,.0f}", f"{per_gpu:,.1f}", str(ev.gpus), escape(roles)
+        )
     for fw, why in reasons.items():
-        t.add_row(fw, "-", "-", "-", f"infeasible: {why}")
+        t.add_row(fw, "-", "-", "-", escape(f"infeasible: {why}"))
     return t

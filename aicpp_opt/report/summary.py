@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aicpp_opt.evaluate.evaluation import Evaluation
@@ -80,12 +81,12 @@ def plan_table(plan: Plan) -> Table:
         places = ", ".join(f"{p.pool}/d{p.domain}:{p.gpus}" for p in r.placement)
         rate = "-" if r.rate is None else f"{r.rate:.2f}"
         t.add_row(
-            r.id,
-            r.workload,
-            r.pool,
+            escape(r.id),
+            escape(r.workload),
+            escape(r.pool),
             str(r.replicas),
             str(r.gpus),
-            places,
+            escape(places),
             describe_shape(r),
             _load(r),
             _concurrency(r),
@@ -117,7 +118,7 @@ def numbers_table(columns: dict[str, dict[str, Any] | None]) -> Table:
     keys = dict.fromkeys(k for n in names for k in columns[n] if k.partition("@")[0] in LABELS)
     for key in keys:
         base, _, workload = key.partition("@")
-        label = LABELS.get(base, base) + (f" [{workload}]" if workload else "")
+        label = escape(LABELS.get(base, base) + (f" [{workload}]" if workload else ""))
         t.add_row(label, *(_fmt(columns[n].get(key)) for n in names))
     return t
 
@@ -138,7 +139,7 @@ def memory_table(ev: Evaluation) -> Table:
     for r in ev.roles:
         for side, m in r.memory.items():
             t.add_row(
-                f"{r.role}/{side}",
+                escape(f"{r.role}/{side}"),
                 f"{m.total / gb:.1f}",
                 f"{m.capacity / gb:.1f}",
                 f"{(m.capacity - m.total) / gb:.1f}",

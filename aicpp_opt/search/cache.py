@@ -1,19 +1,23 @@
 """On-disk cache of settled capacities: one JSON file per (cost tables, model, workload, pools,
 search space, modes, framework, routing, code version), so a second solve, a frontier or a
 compare reuses them. ``AICPP_OPT_CACHE`` sets the folder (default ``~/.cache/aicpp-opt``);
-``AICPP_OPT_CACHE=off`` disables it. A file that does not read back is recomputed."""
+``AICPP_OPT_CACHE=off`` disables it. Files are named by hex digests and written through
+``jsonio.write_text_atomic``; they are JSON with infinities (an unservable shape's service
+time), so they are read here, not by the strict reader: a file that does not read back (not
+JSON, NaN, not an object) is a miss, and the solver recomputes what a file of the wrong shape
+holds (``search.solve``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 import aicpp_opt
+from aicpp_opt.jsonio import write_text_atomic
 from aicpp_opt.model.context import Context
 
 CODE_PARTS = ("costs", "model", "netsim", "evaluate", "search", "spec")
@@ -24,7 +28,7 @@ def cache_dir() -> Path | None:
     env = os.environ.get("AICPP_OPT_CACHE", "")
     if env.lower() == "off":
         return None
-    return Path(env) if env else Path.home() / ".cache" / "aicpp-opt"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "aicpp-opt"
 
 
 @lru_cache(maxsize=1)
@@ -77,9 +81,16 @@ def load(name: str) -> dict | None:
     if folder is None:
         return None
     try:
-        return json.loads((folder / f"{name}.json").read_text())
+        data = json.loads((folder / f"{name}.json").read_text(), parse_constant=_no_nan)
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def _no_nan(token: str) -> float:
+    if token == "NaN":
+        raise ValueError("NaN in a cache file")
+    return float(token)
 
 
 def store(name: str, data: dict) -> None:
@@ -89,10 +100,6 @@ def store(name: str, data: dict) -> None:
     if folder is None:
         return
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, folder / f"{name}.json")
+        write_text_atomic(folder / f"{name}.json", json.dumps(data))
     except OSError:
         return

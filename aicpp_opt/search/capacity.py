@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from aicpp_opt import deadline
 from aicpp_opt.errors import InputError
 from aicpp_opt.evaluate.evaluation import (
     agg_prefill_capacity,
@@ -328,7 +329,8 @@ def _settle_group(
     ctx: Context, members: list[Family], limit: int, known: Known, samples: Samples
 ) -> tuple[int, Capacity, int, Known, Samples]:
     """(index of the fastest member, its capacity, exact capacities computed, new knowledge,
-    the members' samples)."""
+    the members' samples). The command's deadline is checked before each bound and exact
+    capacity computed."""
     learnt: Known = {}
     mine: Samples = {f.key: samples.get(f.key, {}) for f in members}
 
@@ -341,6 +343,7 @@ def _settle_group(
     def bound_of(f: Family) -> float:
         if f.key in known:
             return known[f.key][0]
+        deadline.check()
         if f.kind == RoleKind.PREFILL:
             t = service(f)
             value = prefill_capacity(f.role, t) if math.isfinite(t) else 0.0
@@ -354,6 +357,7 @@ def _settle_group(
         hit = known.get(f.key) or learnt.get(f.key)
         if hit is not None and hit[1] is not None:
             return Capacity(*hit[1]), 0
+        deadline.check()
         if f.kind == RoleKind.PREFILL:
             cap = prefill_capacity_of(ctx, f, service(f))
         else:

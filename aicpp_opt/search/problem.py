@@ -6,9 +6,9 @@ grids), shared by every solve and check of it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief
 from aicpp_opt.model.context import Context, build_context
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
 from aicpp_opt.search.catalog import Family
@@ -90,7 +90,9 @@ def make_problem(
     modes = tuple(modes or instance.search.modes)
     for m in modes:
         if m not in MODES:
-            raise InputError("--mode", f"unknown mode {m!r}; use auto or one of {', '.join(MODES)}")
+            raise InputError(
+                "--mode", f"unknown mode {brief(m)}; use auto or one of {', '.join(MODES)}"
+            )
     total = sum(p.gpus for p in instance.pools)
     if budget is not None and budget < 1:
         raise InputError("--budget", f"must be at least 1 GPU, got {budget}")
@@ -102,7 +104,9 @@ def make_problem(
     else:
         objective = objective or INSTANCE_OBJECTIVES[instance.search.objective]
         if objective not in OBJECTIVES:
-            raise InputError("--objective", f"unknown {objective!r}; use {', '.join(OBJECTIVES)}")
+            raise InputError(
+                "--objective", f"unknown {brief(objective)}; use {', '.join(OBJECTIVES)}"
+            )
         if objective == "per-dollar":
             _check_prices(instance, "--objective per-dollar")
         if workloads is None:
@@ -111,6 +115,10 @@ def make_problem(
                 tuple(instance.workload(n) for n in mix) if mix else (instance.workloads[0],)
             )
     names = [w.name for w in workloads]
+    known = {w.name for w in instance.workloads}
+    extra = tuple(w for w in workloads if w.name not in known)
+    if extra:  # workloads made up by a caller (a tier, a sweep point) join the instance
+        instance = replace(instance, workloads=instance.workloads + extra)
     if not demand:
         mix = dict(shares or instance.mix)
         shares = {n: mix.get(n, 0.0) for n in names} if len(names) > 1 else {names[0]: 1.0}

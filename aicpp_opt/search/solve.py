@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt import deadline
+from aicpp_opt.errors import InfeasibleError, InputError, OutOfTimeError
 from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_context
 from aicpp_opt.model.steps import accepted_tokens, decode_step_seconds
 from aicpp_opt.search import cache
@@ -75,6 +76,10 @@ Replayer = Callable[[Plan, Evaluation], tuple[bool, list[str], list[str], object
 """(plan, evaluation) -> (holds, ids of the roles that break an SLO, lines, report)."""
 
 
+CACHE_DAMAGE = (TypeError, KeyError, IndexError, ValueError, AttributeError)
+"""What settling from a cache file of another shape (edited, damaged) raises."""
+
+
 def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Timing):
     """The settled options of one workload, from and into the capacity cache."""
     ctx = prob.contexts[wl_name]
@@ -97,7 +102,13 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
         def report(done: int, total: int) -> None:
             prob.progress(wl_name, done, total)
 
-    settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+    try:
+        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+    except CACHE_DAMAGE:
+        if not known and not samples:
+            raise
+        known, samples, seen = {}, {}, 0  # cache files not of the shape stored: recompute
+        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
     if settled.exact or len(settled.known) > len(known):
         cache.store(name, settled.known)
         if len(samples) > seen or not known:
@@ -110,6 +121,7 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
 
 def options(prob: Problem, banned: frozenset[str], timing: Timing) -> list[Option]:
     """The fastest family of each group, per workload, with its capacity."""
+    deadline.phase("capacities")
     start = time.perf_counter()
     out = []
     for wl in prob.workloads:
@@ -123,6 +135,7 @@ def fastest_decode(prob: Problem, wl_name: str) -> tuple[float, Family] | None:
     ctx = prob.contexts[wl_name]
     best = None
     for f in families(ctx.model, prob.instance, ctx.workload, prob.modes):
+        deadline.check()
         if f.kind == RoleKind.PREFILL or memory_batch(ctx, f, 1) < 1:
             continue
         role = replace(f.role, batch_per_gpu=1)
@@ -213,9 +226,7 @@ def solve_once(
         minimise_resource=prob.objective == "cost",
     )
     try:
-        solution = Solver(model, rel_gap).solve(prob.budget, prob.ratio, time_limit)
-    except TimeLimitError as err:
-        raise InputError("--time-limit", f"{err}; raise it") from None
+        solution = _milp(Solver(model, rel_gap), prob.budget, prob.ratio, time_limit)
     except NoPlanError:
         raise InfeasibleError(explain(prob, opts)) from None
     finally:
@@ -223,6 +234,17 @@ def solve_once(
     if not solution.replicas or (prob.objective != "cost" and solution.tokens_per_s <= 0):
         raise InfeasibleError(explain(prob, opts))
     return solution
+
+
+def _milp(solver: Solver, budget: int, ratio: bool, time_limit: float) -> Solution:
+    """The solver's answer within ``time_limit`` and what is left of the command's time."""
+    deadline.phase("MILP")
+    try:
+        return solver.solve(budget, ratio, min(time_limit, deadline.remaining()))
+    except TimeLimitError as err:
+        if deadline.remaining() <= 0:
+            raise deadline.expired() from None
+        raise OutOfTimeError(f"{err}; raise --time-limit") from None
 
 
 def solve(
@@ -242,6 +264,7 @@ def solve(
     for _ in range(MAX_ROUNDS):
         solution = solve_once(prob, banned, timing, time_limit, rel_gap)
         plan = plan_from(solution, prob.instance, prob.framework)
+        deadline.phase("evaluator check")
         start = time.perf_counter()
         evaluated = evaluate_context(prob.contexts, plan)
         timing.evaluate += time.perf_counter() - start
@@ -250,6 +273,7 @@ def solve(
             warnings.append(f"the evaluator rejects the plan the MILP chose: {broken}")
         if replay is None:
             break
+        deadline.phase("replay check")
         start = time.perf_counter()
         holds, failing, lines, report = replay(plan, evaluated)
         timing.replay += time.perf_counter() - start
@@ -263,6 +287,11 @@ def solve(
     st = solution.stats
     if not st.optimal:
         warnings.append(f"solver stopped at its time limit ({st.status}); gap {st.gap:.2%}")
+    if evaluated.unmeasured_ops():
+        warnings.append(
+            "priced without measurements (calibrated link model on the instance's links, no "
+            f"matching NCCL/DeepEP table): {', '.join(evaluated.unmeasured_ops())}"
+        )
     return Outcome(plan, solution, evaluated, timing, rounds, warnings, report)
 
 
@@ -275,9 +304,10 @@ def _family_keys(plan: Plan, solution: Solution, role_ids: list[str]) -> list[st
 
 def solve_budgets(
     prob: Problem, budgets: list[int], time_limit: float = 60.0, rel_gap: float = 1e-6
-) -> list[Outcome | InfeasibleError]:
+) -> list[Outcome | InfeasibleError | OutOfTimeError]:
     """The best plan per GPU budget from one model (capacities settled once, the budget a
-    mutable parameter of the same HiGHS instance), each checked by the evaluator."""
+    mutable parameter of the same HiGHS instance), each checked by the evaluator; a budget the
+    time limit did not reach gets the OutOfTimeError."""
     timing = Timing()
     opts = options(prob, frozenset(), timing)
     if not opts:
@@ -285,14 +315,17 @@ def solve_budgets(
     cost = prob.objective == "cost"
     model = build(opts, prob.instance, prob.traffic, prob.resource(), minimise_resource=cost)
     solver = Solver(model, rel_gap)
-    out: list[Outcome | InfeasibleError] = []
+    out: list[Outcome | InfeasibleError | OutOfTimeError] = []
     for budget in budgets:
         sized = replace(prob, budget=budget)
         start = time.perf_counter()
         try:
-            solution = solver.solve(budget, prob.ratio, time_limit)
+            solution = _milp(solver, budget, prob.ratio, time_limit)
         except NoPlanError:
             out.append(InfeasibleError(explain(sized, opts)))
+            continue
+        except OutOfTimeError as err:
+            out.append(err)
             continue
         finally:
             timing.milp += time.perf_counter() - start

@@ -3,14 +3,29 @@ search space, read from ``instances/*.json`` and validated field by field."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aicpp_opt import PROJECT_ROOT
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief, key_name
+from aicpp_opt.jsonio import read_json
+from aicpp_opt.paths import data_dir, safe_name, safe_name_or_none
+from aicpp_opt.spec.limits import (
+    MAX_BATCH_PER_GPU,
+    MAX_BW_GBPS,
+    MAX_COST_PER_GPU_HOUR,
+    MAX_EP,
+    MAX_GPUS,
+    MAX_LATENCY_NS,
+    MAX_MICRO_BATCHES,
+    MAX_MIX_SHARE,
+    MAX_MTP_DRAFT_TOKENS,
+    MAX_POOLS,
+    MAX_TOPOLOGY_DIMS,
+    MAX_TP,
+    MAX_WORKLOADS,
+)
 from aicpp_opt.spec.model import available_models
 from aicpp_opt.spec.workload import (
     Workload,
@@ -106,7 +121,7 @@ class Instance:
             if pool.name == name:
                 return pool
         known = ", ".join(p.name for p in self.pools)
-        raise InputError(field, f"unknown pool {name!r}; this instance has: {known}")
+        raise InputError(field, f"unknown pool {brief(name)}; this instance has: {known}")
 
     def workload(self, name: str | None) -> Workload:
         """A named workload of the instance (the first when ``name`` is None), else a preset."""
@@ -120,7 +135,7 @@ class Instance:
         except InputError:
             known = ", ".join(w.name for w in self.workloads)
             raise InputError(
-                "--workload", f"unknown workload {name!r}; use one of {known}"
+                "--workload", f"unknown workload {brief(name)}; use one of {known}"
             ) from None
 
 
@@ -130,9 +145,10 @@ def _dimension(data: Any, where: str) -> Dimension:
     )
     return Dimension(
         kind=text(req(data, "kind", where), f"{where}.kind", DIMENSION_KINDS),
-        size=integer(req(data, "size", where), f"{where}.size"),
-        bw=num(req(data, "bw_GBps", where), f"{where}.bw_GBps", strict=True) * 1e9,
-        latency=num(req(data, "latency_ns", where), f"{where}.latency_ns") * 1e-9,
+        size=integer(req(data, "size", where), f"{where}.size", hi=MAX_GPUS),
+        bw=num(req(data, "bw_GBps", where), f"{where}.bw_GBps", strict=True, hi=MAX_BW_GBPS) * 1e9,
+        latency=num(req(data, "latency_ns", where), f"{where}.latency_ns", hi=MAX_LATENCY_NS)
+        * 1e-9,
     )
 
 
@@ -143,22 +159,25 @@ def _pool(data: Any, where: str) -> Pool:
         where,
     )
     topo = req(data, "topology", where)
-    if not isinstance(topo, list) or not topo:
+    if not isinstance(topo, list) or not topo or len(topo) > MAX_TOPOLOGY_DIMS:
         raise InputError(
-            f"{where}.topology", "must be a non-empty list of dimensions, innermost first"
+            f"{where}.topology",
+            f"must be a list of 1 to {MAX_TOPOLOGY_DIMS} dimensions, innermost first",
         )
     dims = tuple(_dimension(d, f"{where}.topology[{i}]") for i, d in enumerate(topo))
-    gpus = integer(req(data, "gpus", where), f"{where}.gpus")
+    gpus = integer(req(data, "gpus", where), f"{where}.gpus", hi=MAX_GPUS)
     capacity = math.prod(d.size for d in dims)
     if gpus > capacity:
         raise InputError(f"{where}.gpus", f"{gpus} GPUs do not fit the topology ({capacity} slots)")
     cost = data.get("cost_per_gpu_hour")
     return Pool(
         name=text(req(data, "name", where), f"{where}.name"),
-        system=text(req(data, "system", where), f"{where}.system"),
+        system=safe_name(req(data, "system", where), f"{where}.system"),
         gpus=gpus,
         topology=dims,
-        cost_per_gpu_hour=None if cost is None else num(cost, f"{where}.cost_per_gpu_hour"),
+        cost_per_gpu_hour=None
+        if cost is None
+        else num(cost, f"{where}.cost_per_gpu_hour", hi=MAX_COST_PER_GPU_HOUR),
     )
 
 
@@ -166,8 +185,10 @@ def _search(data: Any) -> SearchSpace:
     if data is None:
         return SearchSpace()
     where = "search"
+    if not isinstance(data, dict):
+        raise InputError(where, "must be an object (modes, tp_values, max_ep, ...)")
     only_keys(
-        data if isinstance(data, dict) else {},
+        data,
         {
             "modes",
             "tp_values",
@@ -180,33 +201,54 @@ def _search(data: Any) -> SearchSpace:
         where,
     )
     modes = data.get("modes", list(MODES))
-    tps = data.get("tp_values", [1, 2, 4, 8])
     if not isinstance(modes, list) or not modes:
         raise InputError("search.modes", f"must be a non-empty list of {', '.join(MODES)}")
-    if not isinstance(tps, list) or not tps:
-        raise InputError("search.tp_values", "must be a non-empty list of integers")
+    modes = [text(m, f"search.modes[{i}]", MODES) for i, m in enumerate(modes)]
+    if len(set(modes)) != len(modes):
+        raise InputError("search.modes", f"lists a mode twice: {modes}")
     return SearchSpace(
-        modes=tuple(text(m, f"search.modes[{i}]", MODES) for i, m in enumerate(modes)),
-        tp_values=tuple(integer(t, f"search.tp_values[{i}]") for i, t in enumerate(tps)),
-        max_ep=integer(data.get("max_ep", 72), "search.max_ep"),
-        max_micro_batches=integer(data.get("max_micro_batches", 3), "search.max_micro_batches"),
-        max_batch_per_gpu=integer(data.get("max_batch_per_gpu", 512), "search.max_batch_per_gpu"),
+        modes=tuple(modes),
+        tp_values=_tp_values(data.get("tp_values", [1, 2, 4, 8])),
+        max_ep=integer(data.get("max_ep", 72), "search.max_ep", hi=MAX_EP),
+        max_micro_batches=integer(
+            data.get("max_micro_batches", 3), "search.max_micro_batches", hi=MAX_MICRO_BATCHES
+        ),
+        max_batch_per_gpu=integer(
+            data.get("max_batch_per_gpu", 512), "search.max_batch_per_gpu", hi=MAX_BATCH_PER_GPU
+        ),
         objective=text(data.get("objective", "throughput"), "search.objective", OBJECTIVES),
         mtp_drafts=_mtp_drafts(data.get("mtp_drafts", [0, 1])),
     )
 
 
 def _mtp_drafts(raw: Any) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise InputError("search.mtp_drafts", "must be a non-empty list of integers 0..8")
-    drafts = tuple(integer(d, f"search.mtp_drafts[{i}]", lo=0) for i, d in enumerate(raw))
-    if max(drafts) > 8:
-        raise InputError("search.mtp_drafts", f"at most 8 draft tokens, got {max(drafts)}")
+    field = "search.mtp_drafts"
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_MTP_DRAFT_TOKENS + 1:
+        raise InputError(field, f"must be a non-empty list of integers 0..{MAX_MTP_DRAFT_TOKENS}")
+    drafts = tuple(
+        integer(d, f"{field}[{i}]", lo=0, hi=MAX_MTP_DRAFT_TOKENS) for i, d in enumerate(raw)
+    )
     return tuple(sorted(set(drafts)))
 
 
-def parse_instance(data: Any) -> Instance:
-    """Validate a decoded instance JSON object."""
+def _tp_values(tps: Any) -> tuple[int, ...]:
+    """Distinct powers of two up to MAX_TP (the degrees the cost tables measure)."""
+    allowed = [2**i for i in range(MAX_TP.bit_length())]
+    if not isinstance(tps, list) or not tps or len(tps) > len(allowed):
+        raise InputError(
+            "search.tp_values", f"must be a non-empty list of distinct values from {allowed}"
+        )
+    for i, t in enumerate(tps):
+        field = f"search.tp_values[{i}]"
+        if integer(t, field, hi=MAX_TP) not in allowed:
+            raise InputError(field, f"{t} is not a power of two; use values from {allowed}")
+    if len(set(tps)) != len(tps):
+        raise InputError("search.tp_values", f"lists a value twice: {tps}")
+    return tuple(tps)
+
+
+def parse_instance(data: Any, base: Path | None = None) -> Instance:
+    """Validate a decoded instance JSON object; model files are read relative to ``base``."""
     if not isinstance(data, dict):
         raise InputError("instance", "must be a JSON object")
     only_keys(
@@ -216,26 +258,38 @@ def parse_instance(data: Any) -> Instance:
     pools_raw = req(cluster, "pools", "cluster")
     if not isinstance(pools_raw, list) or not pools_raw:
         raise InputError("cluster.pools", "must be a non-empty list of pools")
+    if len(pools_raw) > MAX_POOLS:
+        raise InputError("cluster.pools", f"at most {MAX_POOLS} pools, got {len(pools_raw)}")
     pools = tuple(_pool(p, f"cluster.pools[{i}]") for i, p in enumerate(pools_raw))
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise InputError("cluster.pools", f"pool names must be unique, got {names}")
-    wl_raw = data.get("workloads", ["chat"])
-    if not isinstance(wl_raw, list) or not wl_raw:
-        raise InputError("workloads", "must be a non-empty list of presets or objects")
-    workloads = tuple(parse_workload(w, f"workloads[{i}]") for i, w in enumerate(wl_raw))
-    names = [w.name for w in workloads]
-    if len(set(names)) != len(names):
+    total = sum(p.gpus for p in pools)
+    if total > MAX_GPUS:
         raise InputError(
-            "workloads", f"workload names must be unique (give each a name), got {names}"
+            "cluster.pools", f"{total} GPUs in all, above the limit of {MAX_GPUS} per instance"
         )
-    model = text(req(data, "model", "instance"), "model")
-    for i, w in enumerate(workloads):
-        _known_model(w.model, f"workloads[{i}].model")
-    _known_model(model, "model")
+    wl_raw = data.get("workloads", ["chat"])
+    if not isinstance(wl_raw, list) or not wl_raw or len(wl_raw) > MAX_WORKLOADS:
+        raise InputError("workloads", f"must be a list of 1 to {MAX_WORKLOADS} presets or objects")
+    workloads = tuple(parse_workload(w, f"workloads[{i}]") for i, w in enumerate(wl_raw))
+    wl_names = [w.name for w in workloads]
+    for i, n in enumerate(wl_names):
+        if n in wl_names[:i]:
+            raise InputError(
+                f"workloads[{i}].name", f"{brief(n)} names two workloads; give each its own name"
+            )
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise InputError("description", f"must be a string, got {brief(description)}")
+    model = _model_ref(req(data, "model", "instance"), "model", base)
+    workloads = tuple(
+        replace(w, model=_model_ref(w.model, f"workloads[{i}].model", base))
+        for i, w in enumerate(workloads)
+    )
     return Instance(
         name=text(data.get("name", "instance"), "name"),
-        description=str(data.get("description", "")),
+        description=description,
         pools=pools,
         model=model,
         workloads=workloads,
@@ -244,11 +298,22 @@ def parse_instance(data: Any) -> Instance:
     )
 
 
-def _known_model(name: str | None, field: str) -> None:
-    if name is not None and name not in available_models() and not Path(name).is_file():
+def _model_ref(name: Any, field: str, base: Path | None) -> str | None:
+    """A shipped model's name, or a ``.json`` model file (relative to ``base``, the instance
+    file's folder, when given); None stays None (a workload without its own model)."""
+    if name is None:
+        return None
+    name = text(name, field)
+    if name.endswith(".json"):
+        path = (base or Path()) / name
+        if not path.is_file():
+            raise InputError(field, f"model file {brief(path)} not found; give an existing file")
+        return str(path)
+    if name not in available_models():
         raise InputError(
-            field, f"unknown model {name!r}; use one of {', '.join(available_models())}"
+            field, f"unknown model {brief(name)}; use one of {', '.join(available_models())}"
         )
+    return name
 
 
 def parse_mix(
@@ -264,31 +329,23 @@ def parse_mix(
     shares = {}
     for name, share in data.items():
         if name not in known:
-            raise InputError(f"{field}.{name}", f"is not a workload of the instance; use {known}")
-        shares[name] = num(share, f"{field}.{name}", strict=True)
+            where = f"{field}.{key_name(name)}"
+            raise InputError(where, f"is not a workload of the instance; use one of {known}")
+        shares[name] = num(share, f"{field}.{name}", strict=True, hi=MAX_MIX_SHARE)
     total = sum(shares.values())
     return tuple((name, share / total) for name, share in shares.items())
 
 
-def read_json(path: str | Path, field: str) -> Any:
-    """Decode a JSON file; a missing file or bad JSON is an InputError naming ``field``."""
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(field, f"file not found: {p}") from None
-    except json.JSONDecodeError as err:
-        raise InputError(field, f"{p} is not valid JSON (line {err.lineno}: {err.msg})") from None
-
-
 def instance_path(path_or_name: str | Path) -> Path:
-    """The file an instance argument names: a path, or a bare name under ``instances/``."""
+    """The file an instance argument names: a path, or a bare name of a shipped instance."""
     p = Path(path_or_name)
-    if not p.suffix and not p.exists():
-        p = PROJECT_ROOT / "instances" / f"{path_or_name}.json"
+    if not p.suffix and safe_name_or_none(str(path_or_name)) and not p.exists():
+        p = data_dir("instances") / f"{path_or_name}.json"
     return p
 
 
 def load_instance(path_or_name: str | Path) -> Instance:
-    """Load ``instances/<name>.json`` or a path."""
-    return parse_instance(read_json(instance_path(path_or_name), "instance"))
+    """Load a path, or ``instances/<name>.json`` of the shipped instances. A model given as a
+    ``.json`` path is read relative to the instance's folder."""
+    p = instance_path(path_or_name)
+    return parse_instance(read_json(p, "instance"), p.parent)

@@ -1,27 +1,47 @@
-"""Model architecture files (`models/<name>.json`): the `ModelSpec` dataclass, loading, and the
-importer that derives one from a Hugging Face `config.json` (shapes, dtypes, parameter counts,
-KV-cache bytes), so every planner part reads the same numbers."""
+"""Model architecture files (`models/<name>.json`): the `ModelSpec` dataclass and its loading,
+every field validated like an instance's (types, ranges, the relations between fields), so every
+planner part reads the same, sane numbers. `aicpp_opt.spec.hf_config` derives one from a Hugging
+Face `config.json`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from aicpp_opt import PROJECT_ROOT
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief, key_name
+from aicpp_opt.jsonio import read_json
+from aicpp_opt.paths import data_dir, safe_name
+from aicpp_opt.spec.limits import (
+    MAX_EXPERTS,
+    MAX_FFN,
+    MAX_HEAD_DIM,
+    MAX_HEADS,
+    MAX_HIDDEN,
+    MAX_LAYERS,
+    MAX_TOKENS,
+    MAX_VOCAB,
+)
+from aicpp_opt.spec.workload import integer, num, only_keys, text
 
-MODELS_DIR = PROJECT_ROOT / "models"
+MODELS_DIR = data_dir("models")
 
 BYTES_PER_PARAM: dict[str, float] = {
     "bfloat16": 2.0,
     "fp8": 1.0,
     "fp8_block": 1.0 + 4.0 / (128 * 128),
     "w4a16_mxfp4": 0.5 + 1.0 / 32,
+    "nvfp4": 0.5 + 1.0 / 16,
 }
 """Stored bytes per parameter per weight dtype, scales included (fp8_block: one fp32 scale per
-128x128 block; mxfp4: one 8-bit scale per 32 values)."""
+128x128 block; mxfp4: one 8-bit scale per 32 values; nvfp4: one fp8 scale per 16 values)."""
+KV_DTYPES = {"bfloat16": 2, "fp8": 1}
+"""KV-cache dtypes the attention tables measure, with their bytes per element."""
+ACTIVATION_DTYPES = ("bfloat16",)
+ATTENTION_KINDS = ("mla", "dsa", "gqa")
+MAX_PARAMS = 10**13
+"""Parameters of one role of a model (10 trillion)."""
 
 INDEXER_KEY_SCALE_BYTES = 4
 """DSA indexer keys are cached in fp8 with one fp32 scale per key (DeepSeek-V3.2 reference)."""
@@ -130,175 +150,157 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.json"))
 
 
-def load_model(name_or_path: str | Path) -> ModelSpec:
-    """Read a model file by name (`models/<name>.json`) or by path."""
-    path = Path(name_or_path)
-    if not (path.suffix == ".json" and path.is_file()):
-        path = MODELS_DIR / f"{name_or_path}.json"
+def model_path(name_or_path: str | Path) -> Path:
+    """A ``.json`` path as given, else ``models/<name>.json`` of the shipped models."""
+    if str(name_or_path).endswith(".json"):
+        return Path(name_or_path)
+    name = str(name_or_path)
+    path = MODELS_DIR / f"{safe_name(name, 'model')}.json"
     if not path.is_file():
         raise InputError(
-            "model", f"unknown model {str(name_or_path)!r}; valid: {', '.join(available_models())}"
+            "model", f"unknown model {brief(name)}; valid: {', '.join(available_models())}"
         )
-    raw = json.loads(path.read_text())
-    return ModelSpec(
-        **{
-            **raw,
-            "attention": AttentionSpec(**raw["attention"]),
-            "moe": MoESpec(**raw["moe"]),
-            "dtypes": DTypes(**raw["dtypes"]),
-            "params": ParamCounts(**raw["params"]),
-        }
-    )
+    return path
 
 
-def _need(cfg: dict[str, Any], key: str, source: str) -> Any:
-    if cfg.get(key) is None:
-        raise InputError(key, f"missing from {source}: a Hugging Face config.json needs it")
-    return cfg[key]
+def load_model(name_or_path: str | Path) -> ModelSpec:
+    """Read and validate a model file by name (`models/<name>.json`) or by path."""
+    return parse_model(read_json(model_path(name_or_path), "model"))
 
 
-def _dtypes(cfg: dict[str, Any]) -> DTypes:
-    """Weight dtypes from `quantization_config` (fp8 + weight_block_size -> fp8_block)."""
-    quant = cfg.get("quantization_config") or {}
-    method = quant.get("quant_method")
-    if method == "fp8":
-        weights = "fp8_block" if quant.get("weight_block_size") else "fp8"
-        return DTypes(weights=weights, moe=weights, kv_cache="bfloat16", activations="bfloat16")
-    if method == "mxfp4":
-        return DTypes("bfloat16", "w4a16_mxfp4", kv_cache="bfloat16", activations="bfloat16")
-    if method is None:
-        return DTypes("bfloat16", "bfloat16", kv_cache="bfloat16", activations="bfloat16")
-    raise InputError("quantization_config.quant_method", f"unsupported {method!r}: fp8, mxfp4")
+def _required(f: Field) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
 
 
-def _attention(cfg: dict[str, Any], src: str) -> tuple[AttentionSpec, int, int]:
-    """Attention shape, parameters per layer and KV-cache bytes per token per layer (at 2-byte
-    KV elements; the cache dtype can be changed at serving time)."""
-    hidden = _need(cfg, "hidden_size", src)
-    heads = _need(cfg, "num_attention_heads", src)
-    if cfg.get("kv_lora_rank"):
-        q_rank = cfg.get("q_lora_rank")
-        kv_rank = _need(cfg, "kv_lora_rank", src)
-        nope = _need(cfg, "qk_nope_head_dim", src)
-        rope = _need(cfg, "qk_rope_head_dim", src)
-        v_dim = _need(cfg, "v_head_dim", src)
-        q_params = (
-            hidden * q_rank + q_rank + q_rank * heads * (nope + rope)
-            if q_rank
-            else hidden * heads * (nope + rope)
+def _keys(data: Any, cls: type, where: str) -> dict:
+    if not isinstance(data, dict):
+        raise InputError(where, "must be a JSON object")
+    only_keys(data, {f.name for f in fields(cls)}, where)
+    missing = [f.name for f in fields(cls) if f.name not in data and _required(f)]
+    if missing:
+        raise InputError(f"{where}.{missing[0]}", "is required")
+    return data
+
+
+def _optional(data: dict, key: str, where: str, hi: int) -> int | None:
+    v = data.get(key)
+    return None if v is None else integer(v, f"{where}.{key}", hi=hi)
+
+
+def _attention(data: Any, num_layers: int) -> AttentionSpec:
+    w = "model.attention"
+    a = _keys(data, AttentionSpec, w)
+    kind = text(a["kind"], f"{w}.kind", ATTENTION_KINDS)
+    heads = integer(a["num_heads"], f"{w}.num_heads", hi=MAX_HEADS)
+    kv = integer(a["num_kv_heads"], f"{w}.num_kv_heads", hi=heads)
+    if heads % kv:
+        raise InputError(f"{w}.num_kv_heads", f"{kv} must divide the {heads} attention heads")
+    ranks = {
+        k: _optional(a, k, w, MAX_FFN)
+        for k in (
+            "q_lora_rank",
+            "kv_lora_rank",
+            "qk_nope_head_dim",
+            "qk_rope_head_dim",
+            "v_head_dim",
+            "index_topk",
+            "index_n_heads",
+            "index_head_dim",
         )
-        params = (
-            q_params
-            + hidden * (kv_rank + rope)
-            + kv_rank
-            + kv_rank * heads * (nope + v_dim)
-            + heads * v_dim * hidden
-        )
-        kv_bytes = (kv_rank + rope) * 2
-        extra: dict[str, Any] = {}
-        kind = "mla"
-        if cfg.get("index_topk"):
-            kind = "dsa"
-            i_heads = _need(cfg, "index_n_heads", src)
-            i_dim = _need(cfg, "index_head_dim", src)
-            params += q_rank * i_heads * i_dim + hidden * i_dim + 2 * i_dim + hidden * i_heads
-            kv_bytes += i_dim + INDEXER_KEY_SCALE_BYTES
-            extra = {"index_topk": cfg["index_topk"], "index_n_heads": i_heads}
-            extra["index_head_dim"] = i_dim
-        spec = AttentionSpec(
-            kind=kind,
-            num_heads=heads,
-            num_kv_heads=1,
-            head_dim=kv_rank + rope,
-            q_lora_rank=q_rank,
-            kv_lora_rank=kv_rank,
-            qk_nope_head_dim=nope,
-            qk_rope_head_dim=rope,
-            v_head_dim=v_dim,
-            **extra,
-        )
-        return spec, params, kv_bytes
-    kv_heads = _need(cfg, "num_key_value_heads", src)
-    head_dim = cfg.get("head_dim") or hidden // heads
-    bias = (heads + 2 * kv_heads) * head_dim + hidden if cfg.get("attention_bias") else 0
-    qk_norm = 2 * head_dim if cfg.get("model_type", "").startswith("qwen3") else 0
-    sinks = heads if cfg.get("model_type") == "gpt_oss" else 0
-    params = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
-    window = cfg.get("sliding_window") if cfg.get("layer_types") else None
-    window_layers = [
-        i for i, t in enumerate(cfg.get("layer_types") or []) if t == "sliding_attention"
-    ]
-    spec = AttentionSpec(
-        kind="gqa",
+    }
+    needed = {"mla": ranks.keys() - {"q_lora_rank"} - {k for k in ranks if "index" in k}}
+    needed["dsa"] = needed["mla"] | {"index_topk", "index_n_heads", "index_head_dim"}
+    missing = sorted(k for k in needed.get(kind, ()) if ranks[k] is None)
+    if missing:
+        raise InputError(f"{w}.{missing[0]}", f"is required for {kind} attention")
+    layers = a.get("sliding_window_layers", [])
+    if not isinstance(layers, list) or len(set(layers)) != len(layers):
+        raise InputError(f"{w}.sliding_window_layers", "must be a list of distinct layer indices")
+    for i, layer in enumerate(layers):
+        integer(layer, f"{w}.sliding_window_layers[{i}]", lo=0, hi=num_layers - 1)
+    return AttentionSpec(
+        kind=kind,
         num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        sliding_window=window,
-        sliding_window_layers=window_layers,
+        num_kv_heads=kv,
+        head_dim=integer(a["head_dim"], f"{w}.head_dim", hi=MAX_HEAD_DIM),
+        sliding_window=_optional(a, "sliding_window", w, MAX_TOKENS),
+        sliding_window_layers=layers,
+        **ranks,
     )
-    return spec, params + bias + qk_norm + sinks, 2 * kv_heads * head_dim * 2
 
 
-def _moe(cfg: dict[str, Any], src: str) -> tuple[MoESpec, int, int, int]:
-    """Routed/shared expert shape, one expert's parameters, shared and router parameters."""
-    hidden = cfg["hidden_size"]
-    experts = cfg.get("n_routed_experts") or cfg.get("num_experts") or cfg.get("num_local_experts")
-    if not experts:
-        raise InputError("n_routed_experts", f"missing from {src}: not a MoE config")
-    top_k = _need(cfg, "num_experts_per_tok", src)
-    gpt_oss = cfg.get("model_type") == "gpt_oss"
-    ffn = cfg["intermediate_size"] if gpt_oss else _need(cfg, "moe_intermediate_size", src)
-    shared = cfg.get("n_shared_experts") or 0
-    expert = 3 * hidden * ffn + (2 * ffn + hidden if gpt_oss else 0)
-    router = hidden * experts + (experts if gpt_oss or cfg.get("topk_method") else 0)
-    spec = MoESpec(experts, top_k, ffn, shared, shared * ffn)
-    return spec, expert, shared * 3 * hidden * ffn, router
-
-
-def import_hf_config(path: Path, name: str | None = None) -> ModelSpec:
-    """Derive a `ModelSpec` from a Hugging Face `config.json`."""
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError("config", f"cannot read {path}: {err}") from err
-    src = path.name
-    hidden = _need(cfg, "hidden_size", src)
-    layers = _need(cfg, "num_hidden_layers", src)
-    vocab = _need(cfg, "vocab_size", src)
-    attention, attn_params, kv_bytes = _attention(cfg, src)
-    moe, expert, shared, router = _moe(cfg, src)
-    dense_layers = cfg.get("first_k_dense_replace") or 0
-    dense_ffn = cfg.get("intermediate_size") if dense_layers else 0
-    tied = bool(cfg.get("tie_word_embeddings"))
-    dtypes = _dtypes(cfg)
-    params = ParamCounts(
-        attention_per_layer=attn_params,
-        expert=expert,
-        shared_expert_per_layer=shared,
-        dense_mlp_per_layer=3 * hidden * dense_ffn,
-        router_per_layer=router,
-        embedding=vocab * hidden,
-        lm_head=0 if tied else vocab * hidden,
-        other_per_layer=2 * hidden,
-        final_norm=hidden,
+def _moe(data: Any) -> MoESpec:
+    w = "model.moe"
+    m = _keys(data, MoESpec, w)
+    experts = integer(m["num_experts"], f"{w}.num_experts", hi=MAX_EXPERTS)
+    return MoESpec(
+        num_experts=experts,
+        top_k=integer(m["top_k"], f"{w}.top_k", hi=experts),
+        expert_ffn=integer(m["expert_ffn"], f"{w}.expert_ffn", hi=MAX_FFN),
+        num_shared_experts=integer(
+            m["num_shared_experts"], f"{w}.num_shared_experts", lo=0, hi=MAX_EXPERTS
+        ),
+        shared_ffn=integer(m["shared_ffn"], f"{w}.shared_ffn", lo=0, hi=MAX_FFN),
     )
-    default_name = src.removesuffix("_config.json").removesuffix(".json").split("--")[-1].lower()
+
+
+def _dtypes(data: Any) -> DTypes:
+    w = "model.dtypes"
+    d = _keys(data, DTypes, w)
+    weight_dtypes = tuple(BYTES_PER_PARAM)
+    return DTypes(
+        weights=text(d["weights"], f"{w}.weights", weight_dtypes),
+        moe=text(d["moe"], f"{w}.moe", weight_dtypes),
+        kv_cache=text(d["kv_cache"], f"{w}.kv_cache", tuple(KV_DTYPES)),
+        activations=text(d["activations"], f"{w}.activations", ACTIVATION_DTYPES),
+    )
+
+
+def _bytes_per_param(data: Any, dtypes: DTypes) -> dict[str, float]:
+    w = "model.bytes_per_param"
+    if not isinstance(data, dict):
+        raise InputError(w, "must map weight dtypes to stored bytes per parameter")
+    for dtype in {"bfloat16", dtypes.weights, dtypes.moe}:
+        if dtype not in data:
+            raise InputError(f"{w}.{dtype}", "is required (a dtype the model's weights use)")
+    return {k: num(v, f"{w}.{key_name(k)}", strict=True, hi=8) for k, v in data.items()}
+
+
+def parse_model(raw: Any) -> ModelSpec:
+    """A validated model file: known fields only, every count an integer in range, top-k within
+    the experts, KV heads dividing the heads, dense layers within the layers, dtypes the cost
+    tables name."""
+    m = _keys(raw, ModelSpec, "model")
+    layers = integer(m["num_layers"], "model.num_layers", hi=MAX_LAYERS)
+    dense = integer(m["num_dense_layers"], "model.num_dense_layers", lo=0, hi=layers)
+    dense_ffn = integer(m["dense_ffn"], "model.dense_ffn", lo=1 if dense else 0, hi=MAX_FFN)
+    dtypes = _dtypes(m["dtypes"])
+    p = _keys(m["params"], ParamCounts, "model.params")
+    if not isinstance(m["source"], str) or len(m["source"]) > 1000:
+        raise InputError("model.source", "must be a string of at most 1000 characters")
     return ModelSpec(
-        name=name or default_name,
-        source=src,
-        architecture=_need(cfg, "architectures", src)[0],
+        name=text(m["name"], "model.name"),
+        source=m["source"],
+        architecture=text(m["architecture"], "model.architecture"),
         num_layers=layers,
-        num_dense_layers=dense_layers,
-        num_mtp_layers=cfg.get("num_nextn_predict_layers") or 0,
-        hidden_size=hidden,
-        vocab_size=vocab,
-        attention=attention,
-        moe=moe,
+        num_dense_layers=dense,
+        num_mtp_layers=integer(m["num_mtp_layers"], "model.num_mtp_layers", lo=0, hi=MAX_LAYERS),
+        hidden_size=integer(m["hidden_size"], "model.hidden_size", hi=MAX_HIDDEN),
+        vocab_size=integer(m["vocab_size"], "model.vocab_size", hi=MAX_VOCAB),
+        attention=_attention(m["attention"], layers),
+        moe=_moe(m["moe"]),
         dense_ffn=dense_ffn,
         dtypes=dtypes,
-        params=params,
-        bytes_per_param={
-            d: BYTES_PER_PARAM[d] for d in sorted({"bfloat16", dtypes.weights, dtypes.moe})
-        },
-        kv_cache_bytes_per_token_per_layer=kv_bytes,
+        params=ParamCounts(
+            **{
+                f.name: integer(p[f.name], f"model.params.{f.name}", lo=0, hi=MAX_PARAMS)
+                for f in fields(ParamCounts)
+            }
+        ),
+        bytes_per_param=_bytes_per_param(m["bytes_per_param"], dtypes),
+        kv_cache_bytes_per_token_per_layer=integer(
+            m["kv_cache_bytes_per_token_per_layer"],
+            "model.kv_cache_bytes_per_token_per_layer",
+            hi=2**30,
+        ),
     )

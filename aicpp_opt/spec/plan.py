@@ -14,8 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.jsonio import read_json
 from aicpp_opt.spec.enums import Dispatch, Framework, Mode, RoleKind, values
-from aicpp_opt.spec.instance import Instance, read_json
+from aicpp_opt.spec.instance import Instance
+from aicpp_opt.spec.limits import (
+    MAX_BATCH_PER_GPU,
+    MAX_GPUS,
+    MAX_MICRO_BATCHES,
+    MAX_MTP_DRAFT_TOKENS,
+    MAX_RATE,
+    MAX_REPLICA_GPUS,
+    MAX_ROLES,
+    MAX_TOKENS,
+)
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.spec.workload import integer, num, only_keys, req, text
 
@@ -24,10 +35,12 @@ ROLES = values(RoleKind)
 DISPATCH = values(Dispatch)
 MIXED = "mixed"
 """The summary mode of a plan whose roles serve in more than one mode."""
-MAX_MICRO_BATCHES = 16
-"""More micro-batches than this split a step into slivers no engine runs."""
-MAX_MTP_DRAFT_TOKENS = 8
-"""Draft tokens per decode step beyond which no engine's speculative decoding is configured."""
+UNUSED = {
+    RoleKind.PREFILL: ("batch_per_gpu",),
+    RoleKind.DECODE: ("batch", "chunk_tokens"),
+    RoleKind.AGG: (),
+}
+"""Fields a role kind has no use for: given anyway, they would be silently ignored."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +181,7 @@ def _shape(data: Any, where: str, num_experts: int | None) -> Shape:
         raise InputError(where, "must be an object with attn_tp, attn_dp, moe_tp, moe_ep")
     shape = Shape(
         **{
-            k: integer(data.get(k, 1), f"{where}.{k}")
+            k: integer(data.get(k, 1), f"{where}.{k}", hi=MAX_REPLICA_GPUS)
             for k in ("attn_tp", "attn_dp", "moe_tp", "moe_ep")
         }
     )
@@ -182,6 +195,8 @@ def _shape(data: Any, where: str, num_experts: int | None) -> Shape:
 def _indices(value: Any, field: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         raise InputError(field, "must be a non-empty list of GPU indices")
+    if len(value) > MAX_REPLICA_GPUS:
+        raise InputError(field, f"at most {MAX_REPLICA_GPUS} GPU indices, got {len(value)}")
     return tuple(integer(v, f"{field}[{i}]", lo=0) for i, v in enumerate(value))
 
 
@@ -199,8 +214,8 @@ def _afd(data: Any, where: str, role_pool: str, instance: Instance, shape: Shape
         },
         where,
     )
-    m = integer(req(data, "attention_gpus", where), f"{where}.attention_gpus")
-    n = integer(req(data, "ffn_gpus", where), f"{where}.ffn_gpus")
+    m = integer(req(data, "attention_gpus", where), f"{where}.attention_gpus", hi=MAX_REPLICA_GPUS)
+    n = integer(req(data, "ffn_gpus", where), f"{where}.ffn_gpus", hi=MAX_REPLICA_GPUS)
     ffn_pool = instance.pool(
         text(data.get("ffn_pool", role_pool), f"{where}.ffn_pool"), f"{where}.ffn_pool"
     ).name
@@ -292,7 +307,9 @@ def _placement(data: Any, where: str, instance: Instance) -> tuple[Placement, ..
             raise InputError(
                 f"{f}.domain", f"pool {pool.name} has domains 0..{pool.num_domains - 1}"
             )
-        out.append(Placement(pool.name, domain, integer(req(p, "gpus", f), f"{f}.gpus")))
+        out.append(
+            Placement(pool.name, domain, integer(req(p, "gpus", f), f"{f}.gpus", hi=MAX_GPUS))
+        )
     return tuple(out)
 
 
@@ -323,6 +340,22 @@ def _mtp(data: dict, where: str, kind: RoleKind) -> int:
     return draft
 
 
+def _batch_per_gpu(data: dict, where: str, kind: RoleKind, shape: Shape) -> float:
+    """Decode sequences per (attention) GPU: a prefill role has none; any other role at least
+    one per replica (a mean over the replica's GPUs, so it may be fractional)."""
+    field = f"{where}.batch_per_gpu"
+    if kind == RoleKind.PREFILL:
+        return 0.0
+    b = num(data.get("batch_per_gpu", 1), field, strict=True, hi=MAX_BATCH_PER_GPU)
+    if b * shape.attention_gpus < 1:
+        raise InputError(
+            field,
+            f"{b:g} x {shape.attention_gpus} attention GPUs is under one sequence per replica; "
+            f"use at least {1 / shape.attention_gpus:g}",
+        )
+    return b
+
+
 def _role(data: Any, where: str, instance: Instance, num_experts: int | None) -> Role:
     only_keys(
         data if isinstance(data, dict) else {},
@@ -345,6 +378,9 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
         where,
     )
     kind = RoleKind(text(req(data, "role", where), f"{where}.role", ROLES))
+    for key in UNUSED[kind]:
+        if key in data:
+            raise InputError(f"{where}.{key}", f"a {kind} role does not use it; drop it")
     workload = instance.workloads[0].name
     if "workload" in data:
         workload = text(data["workload"], f"{where}.workload")
@@ -355,7 +391,7 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
             )
     rate = data.get("rate")
     if rate is not None:
-        rate = num(rate, f"{where}.rate")
+        rate = num(rate, f"{where}.rate", hi=MAX_RATE)
     model = instance.model_of(instance.workload(workload))
     if model != instance.model:
         num_experts = load_model(model).moe.num_experts
@@ -375,19 +411,16 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
     role = Role(
         role=kind,
         pool=pool,
-        replicas=integer(data.get("replicas", 1), f"{where}.replicas"),
+        replicas=integer(data.get("replicas", 1), f"{where}.replicas", hi=MAX_GPUS),
         placement=_placement(req(data, "placement", where), f"{where}.placement", instance),
         shape=shape,
-        batch_per_gpu=num(
-            data.get("batch_per_gpu", 0 if kind == RoleKind.PREFILL else 1),
-            f"{where}.batch_per_gpu",
-            strict=kind != RoleKind.PREFILL,
-        ),
-        batch=integer(data.get("batch", 1), f"{where}.batch"),
+        batch_per_gpu=_batch_per_gpu(data, where, kind, shape),
+        batch=integer(data.get("batch", 1), f"{where}.batch", hi=MAX_BATCH_PER_GPU),
         chunk_tokens=integer(
             data.get("chunk_tokens", 0 if kind == RoleKind.DECODE else 1),
             f"{where}.chunk_tokens",
             lo=0 if kind == RoleKind.DECODE else 1,
+            hi=MAX_TOKENS,
         ),
         afd=afd,
         micro_batches=_micro_batches(data, where, afd),
@@ -396,6 +429,11 @@ def _role(data: Any, where: str, instance: Instance, num_experts: int | None) ->
         workload=workload,
         rate=rate,
     )
+    if role.gpus_per_replica > MAX_REPLICA_GPUS:
+        raise InputError(
+            where,
+            f"{role.gpus_per_replica} GPUs per replica, above the limit of {MAX_REPLICA_GPUS}",
+        )
     _check_colocated(role, instance, where)
     placed = sum(p.gpus for p in role.placement)
     if placed != role.gpus:
@@ -448,12 +486,14 @@ def _routes(data: Any, roles: tuple[Role, ...]) -> tuple[Route, ...]:
             ends[end] = kind[rid]
         if ends["prefill"].workload != ends["decode"].workload:
             raise InputError(where, "a route joins roles of the same workload")
+        if any((r.prefill, r.decode) == (ends["prefill"].id, ends["decode"].id) for r in out):
+            raise InputError(where, "repeats an earlier route; give each pair of roles once")
         rate = raw.get("rate")
         out.append(
             Route(
                 ends["prefill"].id,
                 ends["decode"].id,
-                None if rate is None else num(rate, f"{where}.rate"),
+                None if rate is None else num(rate, f"{where}.rate", hi=MAX_RATE),
             )
         )
     return tuple(out)
@@ -487,8 +527,8 @@ def parse_plan(data: Any, instance: Instance, num_experts: int | None = None) ->
     if framework is not None:
         framework = Framework(text(framework, "framework", values(Framework)))
     raw = req(data, "roles", "plan")
-    if not isinstance(raw, list) or not raw:
-        raise InputError("roles", "must be a non-empty list of roles")
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_ROLES:
+        raise InputError("roles", f"must be a list of 1 to {MAX_ROLES} roles")
     roles = tuple(_role(r, f"roles[{i}]", instance, num_experts) for i, r in enumerate(raw))
     _check_roles(roles)
     plan = Plan(roles, framework, _routes(data.get("routes"), roles))

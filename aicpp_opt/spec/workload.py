@@ -22,7 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief, key_name
+from aicpp_opt.spec.limits import MAX_CV, MAX_NAME, MAX_SLO_MS, MAX_TOKENS
 
 # ---------------------------------------------------------------- field readers (shared)
 
@@ -37,31 +38,35 @@ def req(data: dict, key: str, where: str) -> Any:
 
 
 def num(value: Any, field: str, *, lo: float = 0.0, strict: bool = False, hi: float | None = None):
-    """A number >= lo (> lo when strict), <= hi when given."""
+    """A finite number >= lo (> lo when strict), <= hi when given."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(field, f"must be a number, got {value!r}")
+        raise InputError(field, f"must be a finite number, got {brief(value)}")
     if (strict and value <= lo) or value < lo:
-        raise InputError(field, f"must be {'>' if strict else '>='} {lo:g}, got {value!r}")
+        raise InputError(field, f"must be {'>' if strict else '>='} {lo:g}, got {brief(value)}")
     if hi is not None and value > hi:
-        raise InputError(field, f"must be <= {hi:g}, got {value!r}")
+        raise InputError(field, f"must be <= {hi:g}, got {brief(value)}")
     return value
 
 
-def integer(value: Any, field: str, *, lo: int = 1) -> int:
-    """An integer >= lo."""
+def integer(value: Any, field: str, *, lo: int = 1, hi: int | None = None) -> int:
+    """An integer >= lo, <= hi when given."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(field, f"must be an integer, got {value!r}")
+        raise InputError(field, f"must be an integer, got {brief(value)}")
     if value < lo:
-        raise InputError(field, f"must be >= {lo}, got {value}")
+        raise InputError(field, f"must be >= {lo}, got {brief(value)}")
+    if hi is not None and value > hi:
+        raise InputError(field, f"must be <= {hi}, got {brief(value)}")
     return value
 
 
 def text(value: Any, field: str, choices: tuple[str, ...] | None = None) -> str:
-    """A non-empty string, one of ``choices`` when given."""
+    """A non-empty string of at most MAX_NAME characters, one of ``choices`` when given."""
     if not isinstance(value, str) or not value:
-        raise InputError(field, f"must be a non-empty string, got {value!r}")
+        raise InputError(field, f"must be a non-empty string, got {brief(value)}")
     if choices is not None and value not in choices:
-        raise InputError(field, f"unknown value {value!r}; use one of {', '.join(choices)}")
+        raise InputError(field, f"unknown value {brief(value)}; use one of {', '.join(choices)}")
+    if len(value) > MAX_NAME or not value.isprintable():
+        raise InputError(field, f"{brief(value)} must be at most {MAX_NAME} printable characters")
     return value
 
 
@@ -70,7 +75,7 @@ def only_keys(data: dict, allowed: set[str], where: str) -> None:
     extra = sorted(set(data) - allowed)
     if extra:
         raise InputError(
-            f"{where}.{extra[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}"
+            f"{where}.{key_name(extra[0])}", f"unknown field; allowed: {', '.join(sorted(allowed))}"
         )
 
 
@@ -158,7 +163,7 @@ def _lengths(entry: dict, where: str) -> dict[str, float]:
         base = dict(PRESETS[preset])
     for key in ("isl", "osl"):
         if key in entry:
-            base[key] = num(entry[key], f"{where}.{key}", lo=0, strict=True)
+            base[key] = num(entry[key], f"{where}.{key}", lo=0, strict=True, hi=MAX_TOKENS)
         elif key not in base:
             raise InputError(f"{where}.{key}", "is required when no preset is given")
     if "prefix_reuse" in entry:
@@ -171,12 +176,12 @@ def _slo(entry: dict, where: str) -> SLO:
     tier = text(entry.get("slo", "relaxed"), f"{where}.slo", tuple(SLO_TIERS))
     base = SLO_TIERS[tier]
     ttft = (
-        num(entry["ttft_ms"], f"{where}.ttft_ms", strict=True) / 1e3
+        num(entry["ttft_ms"], f"{where}.ttft_ms", strict=True, hi=MAX_SLO_MS) / 1e3
         if "ttft_ms" in entry
         else base.ttft
     )
     tpot = (
-        num(entry["tpot_ms"], f"{where}.tpot_ms", strict=True) / 1e3
+        num(entry["tpot_ms"], f"{where}.tpot_ms", strict=True, hi=MAX_SLO_MS) / 1e3
         if "tpot_ms" in entry
         else base.tpot
     )
@@ -193,8 +198,8 @@ def _distribution(entry: dict, where: str) -> tuple[float, float]:
         raise InputError(field, 'must be an object like {"kind": "lognormal", "isl_cv": 0.5}')
     only_keys(dist, {"kind", "isl_cv", "osl_cv"}, field)
     text(dist.get("kind", "lognormal"), f"{field}.kind", ("lognormal", "fixed"))
-    return num(dist.get("isl_cv", 0.0), f"{field}.isl_cv"), num(
-        dist.get("osl_cv", 0.0), f"{field}.osl_cv"
+    return num(dist.get("isl_cv", 0.0), f"{field}.isl_cv", hi=MAX_CV), num(
+        dist.get("osl_cv", 0.0), f"{field}.osl_cv", hi=MAX_CV
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aicpp_opt.errors import InputError
+from aicpp_opt.errors import InputError, brief
 from aicpp_opt.report.export import dynamo, sglang, vllm
 from aicpp_opt.report.export.inputs import ExportInput
 from aicpp_opt.report.export.launch import Engine, RoleLaunch, Router, role_views
@@ -34,7 +34,7 @@ def pick_engine(inp: ExportInput, fmt: str, backend: str | None) -> Engine:
     if fmt not in FORMATS:
         raise InputError(
             "--format",
-            f"unknown format {fmt!r}; use {', '.join(FORMATS)} (TensorRT-LLM is not exported)",
+            f"unknown format {brief(fmt)}; use {', '.join(FORMATS)} (TensorRT-LLM is not exported)",
         )
     if fmt != "dynamo":
         if backend is not None:
@@ -44,7 +44,7 @@ def pick_engine(inp: ExportInput, fmt: str, backend: str | None) -> Engine:
         planned = inp.plan.framework.value if inp.plan.framework is not None else None
         backend = planned if planned in ENGINES else "sglang"
     if backend not in ENGINES:
-        raise InputError("--backend", f"unknown backend {backend!r}; use {', '.join(ENGINES)}")
+        raise InputError("--backend", f"unknown backend {brief(backend)}; use {', '.join(ENGINES)}")
     return ENGINES[backend]
 
 

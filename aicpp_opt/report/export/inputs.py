@@ -9,9 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aicpp_opt.costs.store import COST_TABLES_DIR, read_system
-from aicpp_opt.errors import InputError
-from aicpp_opt.spec.instance import Instance, instance_path, load_instance, read_json
+from aicpp_opt.costs.store import read_system
+from aicpp_opt.errors import InputError, brief
+from aicpp_opt.jsonio import read_json
+from aicpp_opt.spec.instance import Instance, instance_path, load_instance
 from aicpp_opt.spec.model import ModelSpec, load_model
 from aicpp_opt.spec.plan import Plan, parse_plan
 
@@ -61,13 +62,13 @@ def read_export_input(plan_path: Path, instance: str | None, model_path: str | N
                 "--instance", f"{plan_path} records no instance; pass --instance NAME or PATH"
             )
         if not isinstance(recorded, str):
-            raise InputError("instance", f"{plan_path} records {recorded!r}, not a path")
+            raise InputError("instance", f"{plan_path} records {brief(recorded)}, not a path")
         instance = recorded
     inst_file = instance_path(instance)
     inst = load_instance(inst_file)
     model = load_model(inst.model)
     plan = parse_plan(plan_data, inst, model.moe.num_experts)
-    systems = {p.name: read_system(COST_TABLES_DIR, p.system) for p in inst.pools}
+    systems = {p.name: read_system(None, p.system) for p in inst.pools}
     per_node = {name: spec.gpus_per_node for name, (spec, _) in systems.items()}
     backends = {
         name: tuple(sorted({s["backend"] for s in sel.values() if s.get("backend")}))

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "calibrate": "calibrate.cli:calibrate",
     "model": "aicpp_opt.spec.cli:model",
     "sweep": "aicpp_opt.commands.sweep:sweep",
+    "explore": "aicpp_opt.commands.explore:explore",
 }
 
 EPILOG = (

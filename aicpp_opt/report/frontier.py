@@ -3,8 +3,10 @@ optionally the per-GPU vs per-user front of a TPOT sweep. Writes ``frontier.csv`
 ``frontier.json`` and ``frontier.png``.
 
 Per mode the capacities are settled once and one MILP is re-solved per budget (the budget is a
-mutable parameter). The front: per mode, the per-GPU objective at the largest budget for each
-TPOT target (each target trades tokens/s per user, 1 / TPOT, against tokens/s per GPU)."""
+mutable parameter). Each plan's $/hour and $ per million output tokens come from the pools'
+``cost_per_gpu_hour`` (empty where a pool has no price). The front: per mode, the per-GPU
+objective at the largest budget for each TPOT target (each target trades tokens/s per user,
+1 / TPOT, against tokens/s per GPU)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import Outcome, solve_budgets
 from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.workload import Workload
+from aicpp_opt.studies.pricing import fleet_cost
 
 COLUMNS = (
     "kind",
@@ -38,19 +41,37 @@ COLUMNS = (
     "tpot_ms",
     "ttft_ms",
     "gpus_used",
+    "usd_per_hour",
+    "usd_per_mtok",
     "plan",
     "reason",
 )
 
 
-def _row(kind: str, mode: str, budget: int, tpot_slo: float, got: Outcome | Exception):
+def _row(
+    instance: Instance,
+    kind: str,
+    mode: str,
+    budget: int,
+    tpot_slo: float,
+    got: Outcome | Exception,
+):
     row = {"kind": kind, "mode": mode, "budget": budget, "tpot_slo_ms": tpot_slo}
     if isinstance(got, InfeasibleError):
         return {**row, "feasible": False, "reason": str(got)}
     if isinstance(got, OutOfTimeError):
         return {**row, "feasible": None, "reason": NOT_REACHED}
     shapes = "; ".join(f"{r.id} x{r.replicas}: {describe_shape(r)}" for r in got.plan.roles)
-    return {**row, "feasible": True, **headline(got.evaluated), "plan": shapes, "reason": ""}
+    dollars = fleet_cost(instance, got.solution.gpus, got.evaluated.output_tps) or {}
+    return {
+        **row,
+        "feasible": True,
+        **headline(got.evaluated),
+        "usd_per_hour": dollars.get("usd_per_hour"),
+        "usd_per_mtok": dollars.get("usd_per_million_tokens"),
+        "plan": shapes,
+        "reason": "",
+    }
 
 
 def run_frontier(
@@ -72,12 +93,12 @@ def run_frontier(
         for mode in modes:
             got_all = _solved(budgets, instance, (workload,), (mode,), objective=objective)
             for b, got in zip(budgets, got_all, strict=True):
-                rows.append(_row("budget", mode, b, slo_ms, got))
+                rows.append(_row(instance, "budget", mode, b, slo_ms, got))
             progress.advance(task)
             for tpot_ms in tpots_ms:
                 wl = replace(workload, slo=replace(workload.slo, tpot=tpot_ms / 1e3))
                 got = _solved([top], instance, (wl,), (mode,), top, "per-gpu")[0]
-                rows.append(_row("front", mode, top, tpot_ms, got))
+                rows.append(_row(instance, "front", mode, top, tpot_ms, got))
                 progress.advance(task)
     _write(rows, out_dir)
     _plot(rows, modes, out_dir / "frontier.png", instance.name, workload.name)

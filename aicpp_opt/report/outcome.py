@@ -20,6 +20,7 @@ from aicpp_opt.search.problem import Problem
 from aicpp_opt.search.solve import Outcome
 from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.plan import plan_to_dict
+from aicpp_opt.studies.pricing import fleet_cost
 
 
 def milp_numbers(prob: Problem, out: Outcome) -> dict[str, float]:
@@ -44,16 +45,7 @@ def milp_numbers(prob: Problem, out: Outcome) -> dict[str, float]:
 def cost(prob: Problem, out: Outcome) -> dict[str, float] | None:
     """Dollars per hour of the GPUs the plan uses and per million output tokens, from the pools'
     ``cost_per_gpu_hour`` (None when a used pool has no price)."""
-    prices = {p.name: p.cost_per_gpu_hour for p in prob.instance.pools}
-    used = out.solution.gpus
-    if any(prices[p] is None for p, g in used.items() if g):
-        return None
-    per_hour = sum(prices[p] * g for p, g in used.items())
-    tokens_per_hour = out.evaluated.output_tps * 3600
-    return {
-        "usd_per_hour": per_hour,
-        "usd_per_million_tokens": per_hour / tokens_per_hour * 1e6 if tokens_per_hour else 0.0,
-    }
+    return fleet_cost(prob.instance, out.solution.gpus, out.evaluated.output_tps)
 
 
 def slo_lines(prob: Problem) -> list[str]:

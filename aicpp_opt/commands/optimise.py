@@ -153,12 +153,25 @@ COMMON_OPTIONS = (
     click.option(
         "--time-limit",
         type=float,
-        default=60.0,
+        default=300.0,
         show_default=True,
         help="Seconds for the whole command (capacities, MILP, checks); exit 4 if no plan.",
     ),
     click.option("--replay/--no-replay", default=True, show_default=True),
     click.option("--astra-sim", default=None, help="AstraSim binary to replay on too."),
+    click.option(
+        "--simulate/--no-simulate",
+        default=True,
+        show_default=True,
+        help="Check the plan's SLO percentiles with the request-level simulation.",
+    ),
+    click.option(
+        "--sim-duration",
+        type=float,
+        default=120.0,
+        show_default=True,
+        help="Seconds of arrivals the simulation check runs (a quarter of it warm-up).",
+    ),
     click.option("--json", "json_out", type=click.Path(path_type=Path), default=None),
 )
 """Options solve and size share."""
@@ -193,10 +206,11 @@ def _with_progress(console: Console, make):
     return build
 
 
-def _check_options(time_limit, replay, astra_sim, json_out) -> None:
+def _check_options(time_limit, replay, astra_sim, json_out, sim_duration) -> None:
     """What solve and size check before any work: the limit starts counting, the output path
-    and the AstraSim binary are usable."""
+    and the AstraSim binary are usable, the simulation's duration is positive."""
     deadline.limit(positive_seconds(time_limit, "--time-limit"))
+    positive_seconds(sim_duration, "--sim-duration")
     output_file(json_out, "--json")
     if astra_sim is not None:
         if not replay:
@@ -206,17 +220,23 @@ def _check_options(time_limit, replay, astra_sim, json_out) -> None:
         resolve_binary(astra_sim)
 
 
-def _run(console, inst, make, framework, routing, time_limit, replay, astra_sim, better):
+def _run(console, inst, make, framework, routing, time_limit, checks, better):
+    """Solve per framework with the checks ``(replay, astra_sim, simulate, sim_duration)``."""
     from aicpp_opt.model.routing import parse_routing
 
+    replay, astra_sim, simulate, sim_duration = checks
     route = parse_routing(routing, "--routing")
     frameworks = _frameworks(framework)
     deadline.phase("loading the solver and the cost tables")
     from aicpp_opt.replay.check import replay_checker
+    from aicpp_opt.simulate.check import simulation_checker
 
     def kw(prob):
-        check = replay_checker(inst, route, astra_sim) if replay else None
-        return {"time_limit": time_limit, "replay": check}
+        return {
+            "time_limit": time_limit,
+            "replay": replay_checker(inst, route, astra_sim) if replay else None,
+            "simulate": simulation_checker(inst, sim_duration) if simulate else None,
+        }
 
     make = _with_progress(console, make)
     return _solve_frameworks(console, lambda fw: make(fw, route), frameworks, kw, better)
@@ -241,12 +261,14 @@ def solve_command(
     time_limit,
     replay,
     astra_sim,
+    simulate,
+    sim_duration,
     json_out,
 ):
     """The plan with the most output tokens/s (or per GPU, per dollar) under the SLOs, for one
     workload or a traffic mix (the instance's ``mix`` by default)."""
     start = time.perf_counter()
-    _check_options(time_limit, replay, astra_sim, json_out)
+    _check_options(time_limit, replay, astra_sim, json_out, sim_duration)
     if budget is not None and budget < 1:
         raise InputError("--budget", f"must be at least 1 GPU, got {budget}")
     modes = parse_modes(mode)
@@ -268,8 +290,7 @@ def solve_command(
         framework,
         routing,
         time_limit,
-        replay,
-        astra_sim,
+        (replay, astra_sim, simulate, sim_duration),
         better=lambda o: (
             o.solution.tokens_per_s / max(o.evaluated.gpus, 1)
             if (objective or "").startswith("per")
@@ -296,12 +317,23 @@ def _report(console, prob, out, seconds: float, json_out: Path | None, instance:
 @click.option("--per-dollar", is_flag=True, help="Cheapest in dollars (pool prices), not GPUs.")
 @_common_options
 def size_command(
-    instance, demand, per_dollar, mode, framework, routing, time_limit, replay, astra_sim, json_out
+    instance,
+    demand,
+    per_dollar,
+    mode,
+    framework,
+    routing,
+    time_limit,
+    replay,
+    astra_sim,
+    simulate,
+    sim_duration,
+    json_out,
 ):
     """The cheapest fleet (fewest GPUs, or dollars with --per-dollar) of the instance's pools
     that serves DEMAND under every workload's SLOs, with its plan."""
     start = time.perf_counter()
-    _check_options(time_limit, replay, astra_sim, json_out)
+    _check_options(time_limit, replay, astra_sim, json_out, sim_duration)
     modes = parse_modes(mode)
     inst = load_instance(instance)
     rates = name_values(inst, demand, "--demand")
@@ -323,8 +355,7 @@ def size_command(
         framework,
         routing,
         time_limit,
-        replay,
-        astra_sim,
+        (replay, astra_sim, simulate, sim_duration),
         better=lambda o: -sum(o.solution.gpus.values()),
     )
     _report(console, prob, out, time.perf_counter() - start, json_out, instance)

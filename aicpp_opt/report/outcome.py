@@ -4,6 +4,8 @@ decided and how long each phase took."""
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -94,7 +96,7 @@ def timing_line(out: Outcome, seconds: float) -> str:
         f"{t.exact} exact capacities{cached}); HiGHS {t.milp:.2f} s ({st.status}, gap "
         f"{st.gap:.1e}, {st.n_vars} variables of which {st.n_integer} integer, "
         f"{st.n_constraints} constraints, {st.iterations} solve(s)); evaluator "
-        f"{t.evaluate:.2f} s; replay {t.replay:.2f} s"
+        f"{t.evaluate:.2f} s; replay {t.replay:.2f} s; simulation {t.simulate:.2f} s"
     )
 
 
@@ -116,6 +118,7 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
                 "MILP": milp_numbers(prob, out),
                 "evaluator": headline(out.evaluated),
                 **astra_columns(replay),
+                "simulated": simulated_numbers(out),
             }
         ),
         memory_table(out.evaluated),
@@ -134,8 +137,8 @@ def print_outcome(console: Console, prob: Problem, out: Outcome, seconds: float)
     for line in decision_lines(out):
         console.print(escape(f"  {line}"))
     for i, r in enumerate(out.rounds, 1):
-        verdict = "holds" if r.holds else f"breaks an SLO; withdrawn: {', '.join(r.withdrawn)}"
-        console.print(escape(f"round {i}: {r.checker}: {verdict}"))
+        verdict = "holds" if r.holds else f"breaks an SLO; {r.remedy}: {', '.join(r.withdrawn)}"
+        console.print(escape(f"check {i}: {r.checker}: {verdict}"))
         for line in r.detail:
             console.print(escape(f"  {line}"))
     console.print(timing_line(out, seconds))
@@ -159,6 +162,7 @@ def outcome_dict(prob: Problem, out: Outcome) -> dict:
         "evaluation": out.evaluated.to_dict(),
         "cost": cost(prob, out),
         "replay": out.replay.to_dict() if out.replay is not None else None,
+        "simulated": out.simulated.to_dict() if out.simulated is not None else None,
         "solver": {
             "status": st.status,
             "optimal": st.optimal,
@@ -173,6 +177,37 @@ def outcome_dict(prob: Problem, out: Outcome) -> dict:
         "rounds": [vars(r) for r in out.rounds],
         "warnings": [*out.warnings, *astra_warnings(out)],
         "notes": list(out.evaluated.notes),
+    }
+
+
+def simulated_numbers(out: Outcome) -> dict[str, float | None] | None:
+    """The simulation's column: per workload TTFT and TPOT at the SLO percentile and their
+    means (ms), requests/s; the fleet's output tok/s over the measurement window."""
+    res = out.simulated
+    if res is None:
+        return None
+    several = len(res.workloads) > 1
+
+    def ms(x: float) -> float | None:
+        return x * 1e3 if math.isfinite(x) else None
+
+    col: dict[str, float | None] = {}
+    for name, w in res.workloads.items():
+        tag = f"@{name}" if several else ""
+        col |= {
+            f"ttft_ms{tag}": ms(w.slo_ttft),
+            f"ttft_mean_ms{tag}": ms(w.ttft.mean),
+            f"tpot_ms{tag}": ms(w.slo_tpot),
+            f"tpot_mean_ms{tag}": ms(w.tpot.mean),
+            f"requests_per_s{tag}": w.rate_rps,
+            f"slo_attainment{tag}": w.slo_attainment * 100,
+        }
+    tokens = sum(w.throughput_tok_s for w in res.workloads.values())
+    gpus = out.evaluated.gpus
+    return col | {
+        "throughput_tok_s": tokens,
+        "tok_s_per_gpu": tokens / gpus if gpus else 0.0,
+        "gpus_used": gpus,
     }
 
 

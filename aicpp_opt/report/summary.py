@@ -106,11 +106,12 @@ LABELS = {
     "tok_s_per_user": "tok/s per user",
     "gpus_used": "GPUs",
     "astra_step_ms": "decode step, replica 0 (ms)",
+    "slo_attainment": "requests meeting both SLOs (%)",
 }
 
 
 def numbers_table(columns: dict[str, dict[str, Any] | None]) -> Table:
-    """One column per source (MILP prediction, evaluator, replay)."""
+    """One column per source (MILP prediction, evaluator, replay, simulation)."""
     t = Table(title="Predicted vs checked", title_justify="left")
     t.add_column("metric")
     names = [n for n, v in columns.items() if v is not None]

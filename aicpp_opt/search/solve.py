@@ -1,8 +1,10 @@
 """``solve``: settle each workload's family capacities (cached), solve the count-and-flow
 MILP, turn its solution into a plan, and check the plan with the evaluator and, when given, the
-network replay. A role the replay finds breaking its SLO has its family withdrawn and the
-problem is solved again (a bounded loop, each round reported). Infeasible problems are
-explained with the closest achievable numbers."""
+network replay and the request-level simulation. A role the replay finds breaking its SLO has
+its family withdrawn (its step is slower than the evaluator's); a role the simulation blames
+for a missed percentile has its family's capacity derated (its queues are longer at that load
+than the analytic ones); then the problem is solved again (a bounded loop, each round
+reported). Infeasible problems are explained with the closest achievable numbers."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.plan import Plan
 
 MAX_ROUNDS = 4
+DERATE = 0.85
+"""What one simulation round multiplies a blamed family's capacity by."""
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Timing:
     milp: float = 0.0
     evaluate: float = 0.0
     replay: float = 0.0
+    simulate: float = 0.0
     families: int = 0
     exact: int = 0
     cached: int = 0
@@ -53,12 +58,14 @@ class Timing:
 
 @dataclass
 class Round:
-    """One pass of the closed loop: what the replay found and which families it withdrew."""
+    """One check of the closed loop: what the replay or the simulation found, and the families
+    it withdrew (replay) or derated (simulation)."""
 
     checker: str
     holds: bool
     withdrawn: list[str]
     detail: list[str]
+    remedy: str = "withdrawn"
 
 
 @dataclass
@@ -70,6 +77,7 @@ class Outcome:
     rounds: list[Round] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     replay: object = None
+    simulated: object = None
 
 
 Replayer = Callable[[Plan, Evaluation], tuple[bool, list[str], list[str], object]]
@@ -119,13 +127,23 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     return list(settled.best.values())
 
 
-def options(prob: Problem, banned: frozenset[str], timing: Timing) -> list[Option]:
-    """The fastest family of each group, per workload, with its capacity."""
+def options(
+    prob: Problem,
+    banned: frozenset[str],
+    timing: Timing,
+    derate: dict[str, float] | None = None,
+) -> list[Option]:
+    """The fastest family of each group, per workload, with its capacity (times its factor in
+    ``derate``, by family key)."""
     deadline.phase("capacities")
     start = time.perf_counter()
     out = []
+    factor = derate or {}
     for wl in prob.workloads:
-        out += [Option(f, c) for f, c in _capacities(prob, wl.name, banned, timing)]
+        out += [
+            Option(f, replace(c, rate=c.rate * factor.get(f.key, 1.0)))
+            for f, c in _capacities(prob, wl.name, banned, timing)
+        ]
     timing.capacities += time.perf_counter() - start
     return out
 
@@ -212,9 +230,14 @@ def describe(f: Family) -> str:
 
 
 def solve_once(
-    prob: Problem, banned: frozenset[str], timing: Timing, time_limit: float, rel_gap: float
+    prob: Problem,
+    banned: frozenset[str],
+    timing: Timing,
+    time_limit: float,
+    rel_gap: float,
+    derate: dict[str, float] | None = None,
 ):
-    opts = options(prob, banned, timing)
+    opts = options(prob, banned, timing, derate)
     if not opts:
         raise InfeasibleError(explain(prob, opts))
     start = time.perf_counter()
@@ -252,17 +275,28 @@ def solve(
     time_limit: float = 60.0,
     rel_gap: float = 1e-6,
     replay: Replayer | None = None,
+    simulate: Replayer | None = None,
 ) -> Outcome:
-    """The best plan, checked by the evaluator and (when given) the replay; roles the replay
-    finds breaking an SLO have their families withdrawn and the MILP runs again (at most
-    ``MAX_ROUNDS`` rounds)."""
+    """The best plan, checked by the evaluator and (when given) the replay, then the simulation;
+    roles the replay finds breaking an SLO have their families withdrawn, roles the simulation
+    blames have their families' capacities derated by ``DERATE``, and the MILP runs again (at
+    most ``MAX_ROUNDS`` rounds)."""
     timing = Timing()
     banned: frozenset[str] = frozenset()
+    derate: dict[str, float] = {}
     rounds: list[Round] = []
     warnings: list[str] = []
-    report = None
+    reports: dict[str, object] = {}
+    checks = [
+        (name, check, remedy)
+        for name, check, remedy in (
+            ("replay", replay, "withdrawn"),
+            ("simulation", simulate, "derated"),
+        )
+        if check is not None
+    ]
     for _ in range(MAX_ROUNDS):
-        solution = solve_once(prob, banned, timing, time_limit, rel_gap)
+        solution = solve_once(prob, banned, timing, time_limit, rel_gap, derate)
         plan = plan_from(solution, prob.instance, prob.framework)
         deadline.phase("evaluator check")
         start = time.perf_counter()
@@ -271,19 +305,30 @@ def solve(
         if not evaluated.feasible:
             broken = "; ".join(f.reason for f in evaluated.flags if not f.ok)
             warnings.append(f"the evaluator rejects the plan the MILP chose: {broken}")
-        if replay is None:
+        again = False
+        for name, check, remedy in checks:
+            deadline.phase(f"{name} check")
+            start = time.perf_counter()
+            holds, failing, lines, reports[name] = check(plan, evaluated)
+            seconds = time.perf_counter() - start
+            if name == "replay":
+                timing.replay += seconds
+            else:
+                timing.simulate += seconds
+            keys = _family_keys(plan, solution, failing)
+            rounds.append(Round(name, holds, keys, lines, remedy))
+            if not holds and keys:
+                if remedy == "withdrawn":
+                    banned = banned | frozenset(keys)
+                else:
+                    derate = {**derate, **{k: derate.get(k, 1.0) * DERATE for k in keys}}
+                again = True
+                break
+        if not again:
             break
-        deadline.phase("replay check")
-        start = time.perf_counter()
-        holds, failing, lines, report = replay(plan, evaluated)
-        timing.replay += time.perf_counter() - start
-        keys = _family_keys(plan, solution, failing)
-        rounds.append(Round("replay", holds, keys, lines))
-        if holds or not keys:
-            break
-        banned = banned | frozenset(keys)
     else:
-        warnings.append(f"the replay still breaks an SLO after {MAX_ROUNDS} rounds")
+        last = rounds[-1].checker
+        warnings.append(f"the {last} still finds an SLO broken after {MAX_ROUNDS} rounds")
     st = solution.stats
     if not st.optimal:
         warnings.append(f"solver stopped at its time limit ({st.status}); gap {st.gap:.2%}")
@@ -292,7 +337,16 @@ def solve(
             "priced without measurements (calibrated link model on the instance's links, no "
             f"matching NCCL/DeepEP table): {', '.join(evaluated.unmeasured_ops())}"
         )
-    return Outcome(plan, solution, evaluated, timing, rounds, warnings, report)
+    return Outcome(
+        plan,
+        solution,
+        evaluated,
+        timing,
+        rounds,
+        warnings,
+        reports.get("replay"),
+        reports.get("simulation"),
+    )
 
 
 def _family_keys(plan: Plan, solution: Solution, role_ids: list[str]) -> list[str]:

@@ -106,8 +106,9 @@ def test_solve_mode_afd_on_the_small_instance(tmp_path, replay):
     roles = data["plan"]["roles"]
     assert roles and all(r["role"] == "agg" and r["afd"] for r in roles)
     if replay == "--no-replay":
-        assert data["replay"] is None and not data["rounds"]
+        assert data["replay"] is None
+        assert [r["checker"] for r in data["rounds"]] == ["simulation"]
         return
-    assert data["rounds"] and data["replay"]["tpot_ms"] > 0
+    assert data["rounds"][0]["checker"] == "replay" and data["replay"]["tpot_ms"] > 0
     for r in data["replay"]["roles"]:  # both kinds of iteration replayed as the AFD unit
         assert r["mixed_step_ms"] > r["step_ms"] > 0

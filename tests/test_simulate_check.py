@@ -16,7 +16,7 @@ from aicpp_opt.cli import main
 from aicpp_opt.evaluate.evaluation import evaluate_plan
 from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import DERATE, solve
-from aicpp_opt.simulate.check import simulation_checker
+from aicpp_opt.simulate.check import MAX_REQUESTS, simulation_checker
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import load_plan
 
@@ -32,7 +32,7 @@ def test_the_shipped_agg_plan_on_coding_relaxed_is_flagged_by_its_simulated_p90(
     w = res.workloads["coding-relaxed"]
     assert w.slo_tpot > w.slo.tpot
     assert not holds and failing == ["agg"]
-    assert "TPOT p90" in lines[0]
+    assert lines[0].startswith("60 s of Poisson") and "TPOT p90" in lines[1]
 
 
 def test_a_blamed_family_is_derated_and_the_plan_solved_again():
@@ -71,6 +71,26 @@ def test_solve_json_carries_the_simulated_percentiles(tmp_path):
         assert w[key]["p50"] <= w[key]["p90"] <= w[key]["p99"]
     assert w["throughput_tok_s"] > 0 and 0 <= w["slo_attainment"] <= 1
     assert "simulation" in result.output
+
+
+def test_a_fleet_serving_thousands_of_requests_per_second_gets_a_shorter_run():
+    """The check caps its arrivals at MAX_REQUESTS: the run's duration is the cap over the
+    planned rate when that is shorter than asked."""
+    inst = load_instance("h200_nvl72")
+    plan = load_plan(PROJECT_ROOT / "instances" / "plans" / "nvl72_agg.json", inst)
+    rate = 2 * MAX_REQUESTS / 60.0
+    busy = replace(plan, roles=tuple(replace(r, rate=rate / len(plan.roles)) for r in plan.roles))
+    calls = []
+
+    def fake(p, i, *, duration_s, seed, progress):
+        calls.append(duration_s)
+        raise RuntimeError("stop")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("aicpp_opt.simulate.run.simulate_plan", fake)
+        with pytest.raises(RuntimeError):
+            simulation_checker(inst, duration_s=60.0)(busy, None)
+    assert calls == [pytest.approx(30.0)]
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan"])

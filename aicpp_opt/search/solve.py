@@ -309,7 +309,13 @@ def solve(
         for name, check, remedy in checks:
             deadline.phase(f"{name} check")
             start = time.perf_counter()
-            holds, failing, lines, reports[name] = check(plan, evaluated)
+            try:
+                holds, failing, lines, reports[name] = check(plan, evaluated)
+            except OutOfTimeError:
+                warnings.append(
+                    f"the {name} did not finish within --time-limit: the plan is not checked by it"
+                )
+                break
             seconds = time.perf_counter() - start
             if name == "replay":
                 timing.replay += seconds

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.cli import main
+from aicpp_opt.errors import OutOfTimeError
 from aicpp_opt.evaluate.evaluation import evaluate_plan
 from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import DERATE, solve
@@ -57,6 +58,27 @@ def test_a_blamed_family_is_derated_and_the_plan_solved_again():
     same = [r for r in again.plan.roles if r.shape == role.shape and r.role == role.role]
     for r in same:
         assert r.rate / r.replicas <= DERATE * per_replica * (1 + 1e-9)
+
+
+def test_time_running_out_before_the_next_round_returns_the_checked_plan(monkeypatch):
+    """A check rejects the plan, then the limit runs out before the MILP runs again: the plan
+    of the round that was checked comes back with a warning, not an exit without a plan."""
+    import aicpp_opt.search.solve as solve_module
+
+    inst = load_instance("small_h200_16")
+    prob = make_problem(inst, (inst.workload("chat-relaxed"),))
+    real, calls = solve_module.solve_once, []
+
+    def once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OutOfTimeError("the time limit ran out")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solve_module, "solve_once", once)
+    out = solve(prob, simulate=lambda plan, ev: (False, [plan.roles[-1].id], ["blamed"], None))
+    assert len(calls) == 2 and out.plan.roles and not out.rounds[0].holds
+    assert any("previous round's plan" in w for w in out.warnings)
 
 
 def test_solve_json_carries_the_simulated_percentiles(tmp_path):

@@ -296,7 +296,16 @@ def solve(
         if check is not None
     ]
     for _ in range(MAX_ROUNDS):
-        solution = solve_once(prob, banned, timing, time_limit, rel_gap, derate)
+        try:
+            solution = solve_once(prob, banned, timing, time_limit, rel_gap, derate)
+        except OutOfTimeError:
+            if not rounds:
+                raise
+            warnings.append(
+                f"the time limit ran out before the MILP could run again: this is the previous "
+                f"round's plan, which the {rounds[-1].checker} found breaking an SLO"
+            )
+            break
         plan = plan_from(solution, prob.instance, prob.framework)
         deadline.phase("evaluator check")
         start = time.perf_counter()
@@ -316,11 +325,12 @@ def solve(
                     f"the {name} did not finish within --time-limit: the plan is not checked by it"
                 )
                 break
-            seconds = time.perf_counter() - start
-            if name == "replay":
-                timing.replay += seconds
-            else:
-                timing.simulate += seconds
+            finally:
+                seconds = time.perf_counter() - start
+                if name == "replay":
+                    timing.replay += seconds
+                else:
+                    timing.simulate += seconds
             keys = _family_keys(plan, solution, failing)
             rounds.append(Round(name, holds, keys, lines, remedy))
             if not holds and keys:

@@ -10,7 +10,10 @@ simple alternative on the same settled options, the closed-form single-family sc
    The request-level simulation check (default on in ``solve``; about 6 s of the h200_nvl72
    solve) is left out: the targets predate it, and ``solve`` prints its time separately.
 2. ``instances/fleet_1152.json`` cold, no replay, no simulation (target <= 30 s).
-3. ``frontier`` over 9 budgets (warm) against one warm solve (target <= 3x).
+3. ``frontier`` over 9 budgets, all modes, against one warm solve (target <= 3x): first with the
+   cache one ``solve`` left (each mode alone needs the best family of each group among its own
+   families, which the all-modes solve did not settle), then again with the cache the first
+   frontier left.
 
 Every target line says met or MISSED; the capacity phase's share of each run is printed so a
 miss says where the time went.
@@ -115,11 +118,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         timed_cli(nvl72, cache)
         budgets = "8,16,24,32,40,48,56,64,72"
-        t, _ = timed_cli(["frontier", "instances/h200_nvl72.json", "--budgets", budgets], cache)
-    print(
-        f"frontier h200_nvl72 over 9 budgets, all modes (cache warm): {t:.2f} s = "
-        f"{t / warm:.1f}x one warm solve ({verdict(t <= 3 * warm)}: <= 3x)"
-    )
+        args = ["frontier", "instances/h200_nvl72.json", "--budgets", budgets]
+        first, _ = timed_cli(args, cache)
+        again, _ = timed_cli(args, cache)
+    for label, t in (("after one solve", first), ("cache warm for every mode", again)):
+        print(
+            f"frontier h200_nvl72 over 9 budgets, all modes ({label}): {t:.2f} s = "
+            f"{t / warm:.1f}x one warm solve ({verdict(t <= 3 * warm)}: <= 3x)"
+        )
     if not a.skip_fleet:
         solve_case(
             "solve fleet_1152 (no replay)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ class Table:
 
     @classmethod
     def read(cls, path: Path) -> Table:
+        """The table in ``path``, read and checked once per process while the file is
+        unchanged (every context of a solve, frontier or compare shares it)."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return cls._read(path)
+        return _read_once(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+    @classmethod
+    def _read(cls, path: Path) -> Table:
         doc = check_table(read_json(path, "cost table"), brief(path))
         name = f"{doc['system']}/{doc['backend']}/{doc['op']}"
         curves = [
@@ -352,3 +363,9 @@ def _check_series(s: Any, axes: list[str], where: str) -> None:
                 f"{where}: {xs!r} must increase strictly and {ys!r} be positive numbers, "
                 "as many as loads",
             )
+
+
+@lru_cache(maxsize=512)
+def _read_once(path: Path, mtime_ns: int, size: int) -> Table:
+    """``Table._read`` memoised on the file's identity and version."""
+    return Table._read(path)

@@ -183,3 +183,21 @@ def test_short_prompts_share_one_prefill_budget():
     assert big.rank_share < small.rank_share
     # Poisson arrivals: P(an iteration has a prompt to prefill) = 1 - exp(-prompts)
     assert big.rank_share == pytest.approx(1 - math.exp(-big.prompts))
+
+
+def test_traffic_between_two_pools_is_priced_the_same_whichever_direction_was_asked_first():
+    """An A->F exchange from B200 attention GPUs to H200 FFN GPUs costs the same in a fresh
+    context as in one that first priced H200 -> B200 traffic (the link model was keyed by the
+    unordered pair: the first direction asked answered for both, so a solve's capacities
+    depended on the order its families were settled in)."""
+    inst = load_instance("hetero_h200_b200")
+    wl = inst.workloads[0]
+
+    def price(ctx, a, b):
+        return ctx.cross_comm(a, b).m_to_n(1, 8, 2e6, 2).seconds
+
+    fresh = price(build_context(inst, wl), "b200", "h200")
+    primed = build_context(inst, wl)
+    other_way = price(primed, "h200", "b200")
+    assert price(primed, "b200", "h200") == fresh
+    assert price(primed, "h200", "b200") == other_way

@@ -128,11 +128,13 @@ class Context:
         )
 
     def cross_comm(self, a: str, b: str) -> CommModel:
-        """Prices for traffic between pools ``a`` and ``b`` (the same pool: its own model):
-        two domains joined by the slower pool's scale-out network."""
+        """Prices for traffic from pool ``a`` to pool ``b`` (the same pool: its own model): two
+        domains joined by the slower pool's scale-out network, with the sending pool's
+        calibrated link model. Keyed by direction: a model built for b -> a must not answer
+        for a -> b (it would make prices depend on which was asked first)."""
         if a == b:
             return self.comm[a]
-        key = ("cross", *sorted((a, b)))
+        key = ("cross", a, b)
         if key not in self.memo:
             pa, pb = self.pools[a], self.pools[b]
             la, lb = pa.link(False), pb.link(False)

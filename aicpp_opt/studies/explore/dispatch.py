@@ -15,14 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from aicpp_opt.errors import InfeasibleError, InputError
 from aicpp_opt.evaluate.evaluation import evaluate_context
 from aicpp_opt.replay.adapter import replay_plan
 from aicpp_opt.search.catalog import AFD_DISPATCH
 from aicpp_opt.spec.enums import Dispatch, values
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.studies.explore.placement import LINK_COLUMNS, link_columns
-from aicpp_opt.studies.explore.points import SOLVE_COLUMNS, Keep, SolvePoint, failed, plan_columns
+from aicpp_opt.studies.explore.points import SOLVE_COLUMNS, Keep, SolvePoint, plan_columns
 from aicpp_opt.studies.explore.setup import Setup, study_instance
 from aicpp_opt.studies.explore.study import Case, cite
 
@@ -50,12 +49,10 @@ class DispatchPoint:
     def run(self) -> list[dict[str, Any]]:
         start = time.perf_counter()
         labels = self.labels()
-        try:
-            prob, out = self.base.solve()
-        except InfeasibleError as err:
-            return [labels | failed("infeasible", str(err), start)]
-        except InputError as err:
-            return [labels | failed("bad-input", str(err), start)]
+        got = self.base.attempt(labels, start)
+        if isinstance(got, list):
+            return got
+        prob, out = got
         rows = []
         for dispatch in values(Dispatch):
             roles = tuple(

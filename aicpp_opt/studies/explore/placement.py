@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from aicpp_opt.errors import InfeasibleError, InputError
+from aicpp_opt.errors import InputError
 from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_context
 from aicpp_opt.search.catalog import AFD_PLACEMENTS
 from aicpp_opt.spec.enums import Mode, RoleKind
@@ -64,12 +64,10 @@ class PlacementPoint:
     def run(self) -> list[dict[str, Any]]:
         start = time.perf_counter()
         labels = self.labels()
-        try:
-            prob, out = self.base.solve()
-        except InfeasibleError as err:
-            return [labels | failed("infeasible", str(err), start)]
-        except InputError as err:
-            return [labels | failed("bad-input", str(err), start)]
+        got = self.base.attempt(labels, start)
+        if isinstance(got, list):
+            return got
+        prob, out = got
         inst = prob.instance
         build = afd_variants if self.traffic == AF else kv_variants
         rows = []

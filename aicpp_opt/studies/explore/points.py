@@ -27,6 +27,7 @@ from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.plan import Plan, Role, plan_to_dict
 from aicpp_opt.spec.workload import Workload
 from aicpp_opt.studies.pricing import fleet_cost, plan_gpus
+from aicpp_opt.studies.scenario import HEADLINE_COLUMNS
 
 KEY_COLUMNS = (
     "instance",
@@ -52,15 +53,7 @@ RESULT_COLUMNS = (
     "reason",
     "plan_mode",
     "framework",
-    "gpus_used",
-    "throughput_tok_s",
-    "tok_s_per_gpu",
-    "tok_s_per_user",
-    "requests_per_s",
-    "ttft_ms",
-    "ttft_mean_ms",
-    "tpot_ms",
-    "tpot_mean_ms",
+    *HEADLINE_COLUMNS,
     "usd_per_hour",
     "usd_per_mtok",
     "afd_m",
@@ -155,14 +148,22 @@ class SolvePoint:
         prob = self.problem()
         return prob, solve(prob, time_limit=self.time_limit)
 
+    def attempt(self, labels: dict[str, Any], start: float):
+        """``(problem, outcome)``, or the one row saying why there is no plan (infeasible, or
+        bad input) under ``labels``: what every point built on this solve starts from."""
+        try:
+            return self.solve()
+        except InfeasibleError as err:
+            return [labels | failed("infeasible", str(err), start)]
+        except InputError as err:
+            return [labels | failed("bad-input", str(err), start)]
+
     def run(self) -> list[dict[str, Any]]:
         start = time.perf_counter()
-        try:
-            prob, out = self.solve()
-        except InfeasibleError as err:
-            return [self.labels() | failed("infeasible", str(err), start)]
-        except InputError as err:
-            return [self.labels() | failed("bad-input", str(err), start)]
+        got = self.attempt(self.labels(), start)
+        if isinstance(got, list):
+            return got
+        prob, out = got
         warnings = "; ".join(out.warnings)
         row = plan_columns(prob.instance, out.plan, out.evaluated, warnings)
         return [self.labels() | row | {"seconds": time.perf_counter() - start}]

@@ -6,7 +6,6 @@ target at the SLO percentile."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
@@ -22,13 +21,10 @@ from aicpp_opt.report.summary import make_console
 from aicpp_opt.simulate import SimResult, simulate_plan
 from aicpp_opt.simulate.flows import ROUTERS
 from aicpp_opt.simulate.plot import plot_latencies
+from aicpp_opt.simulate.stats import ms_text
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.model import load_model
 from aicpp_opt.spec.plan import load_plan
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1e3:.1f}" if math.isfinite(x) else "inf"
 
 
 def print_result(res: SimResult, console: Console) -> None:
@@ -42,9 +38,9 @@ def print_result(res: SimResult, console: Console) -> None:
             escape(name),
             "trace" if w.rate_rps is None else f"{w.rate_rps:.2f}",
             f"{w.requests}" + (f" ({w.unfinished} unfinished)" if w.unfinished else ""),
-            " / ".join(_ms(x) for x in (w.ttft.mean, w.ttft.p50, w.ttft.p90, w.ttft.p99)),
-            " / ".join(_ms(x) for x in (w.tpot.mean, w.tpot.p50, w.tpot.p90, w.tpot.p99)),
-            _ms(w.itl.p90),
+            " / ".join(ms_text(x) for x in (w.ttft.mean, w.ttft.p50, w.ttft.p90, w.ttft.p99)),
+            " / ".join(ms_text(x) for x in (w.tpot.mean, w.tpot.p50, w.tpot.p90, w.tpot.p99)),
+            ms_text(w.itl.p90),
             f"{w.throughput_tok_s:,.0f}",
             f"{w.slo_attainment:.1%}",
         )
@@ -58,11 +54,11 @@ def print_result(res: SimResult, console: Console) -> None:
             escape(rid),
             s.kind.value,
             str(s.requests),
-            f"{_ms(s.wait.mean)} / {_ms(s.wait.p90)}" if s.wait else "",
-            f"{_ms(s.seat_wait.mean)} / {_ms(s.seat_wait.p90)}" if s.seat_wait else "",
-            _ms(s.ttft.p90) if s.ttft else "",
-            _ms(s.tpot.p90) if s.tpot else "",
-            _ms(s.itl.p90) if s.itl else "",
+            f"{ms_text(s.wait.mean)} / {ms_text(s.wait.p90)}" if s.wait else "",
+            f"{ms_text(s.seat_wait.mean)} / {ms_text(s.seat_wait.p90)}" if s.seat_wait else "",
+            ms_text(s.ttft.p90) if s.ttft else "",
+            ms_text(s.tpot.p90) if s.tpot else "",
+            ms_text(s.itl.p90) if s.itl else "",
             f"{s.batch_per_gpu:.1f}" if s.batch_per_gpu is not None else "",
         )
     console.print(r)
@@ -80,9 +76,9 @@ def _misses(res: SimResult) -> list[str]:
     for name, w in res.workloads.items():
         p = f"p{w.slo.percentile:g}"
         if not w.slo_ttft <= w.slo.ttft:
-            out.append(f"{name}: TTFT {p} {_ms(w.slo_ttft)} ms > {w.slo.ttft * 1e3:g} ms")
+            out.append(f"{name}: TTFT {p} {ms_text(w.slo_ttft)} ms > {w.slo.ttft * 1e3:g} ms")
         if not w.slo_tpot <= w.slo.tpot:
-            out.append(f"{name}: TPOT {p} {_ms(w.slo_tpot)} ms > {w.slo.tpot * 1e3:g} ms")
+            out.append(f"{name}: TPOT {p} {ms_text(w.slo_tpot)} ms > {w.slo.tpot * 1e3:g} ms")
     return out
 
 

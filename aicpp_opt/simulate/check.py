@@ -7,12 +7,10 @@ roles when none does alone); a TTFT miss the role with the longest queue at that
 
 from __future__ import annotations
 
-import math
-
 from aicpp_opt.evaluate.evaluation import Evaluation
 from aicpp_opt.search.solve import Replayer
 from aicpp_opt.simulate.result import RoleStats, SimResult
-from aicpp_opt.simulate.stats import Dist
+from aicpp_opt.simulate.stats import Dist, ms_text
 from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.plan import Plan
@@ -33,10 +31,6 @@ def at_percentile(d: Dist | None, p: float) -> float:
         if p <= q:
             return value
     return d.p99
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1e3:.1f}" if math.isfinite(x) else "inf"
 
 
 def blamed(res: SimResult, workload: str) -> list[str]:
@@ -79,8 +73,8 @@ def simulation_checker(
             slo = w.slo
             p = f"p{slo.percentile:g}"
             lines.append(
-                f"{name}: TTFT {p} {_ms(w.slo_ttft)} ms (SLO {slo.ttft * 1e3:g}), TPOT {p} "
-                f"{_ms(w.slo_tpot)} ms (SLO {slo.tpot * 1e3:g}); {w.requests} requests"
+                f"{name}: TTFT {p} {ms_text(w.slo_ttft)} ms (SLO {slo.ttft * 1e3:g}), TPOT {p} "
+                f"{ms_text(w.slo_tpot)} ms (SLO {slo.tpot * 1e3:g}); {w.requests} requests"
                 f"{f' ({w.unfinished} unfinished)' if w.unfinished else ''}, SLO met by "
                 f"{w.slo_attainment:.1%}"
             )

@@ -59,6 +59,11 @@ class RoleLog:
         return np.asarray(self.step_seconds), np.asarray(self.step_measured)
 
 
+def ms_text(seconds: float) -> str:
+    """A latency in ms for text output; ``inf`` for a request that never got there."""
+    return f"{seconds * 1e3:.1f}" if math.isfinite(seconds) else "inf"
+
+
 def percentile(values: np.ndarray, p: float) -> float:
     """The ``p``-th percentile, interpolated linearly between order statistics (numpy's
     default); infinite when it reaches an infinite value, NaN without values."""

@@ -69,7 +69,7 @@ def solved_cases(keep: Path | None):
             inst = load_instance(name)
             out = folder / f"{name}.json"
             if not out.exists():
-                cmd = ["aicpp-opt", "solve", name, "--json", str(out)]
+                cmd = [sys.executable, "-m", "aicpp_opt.cli", "solve", name, "--json", str(out)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0 or not out.exists():
                     msg = (done.stderr or done.stdout).strip().splitlines()[-1:]

@@ -1,15 +1,23 @@
 """Queueing: M/D/c exact at c = 1 and close to a discrete-event simulation at c > 1; the
-lock-step prefill wait and the wait percentile against simulations of their own."""
+lock-step prefill batch queue (wait, and the percentile of wait + own forward) against a
+simulation of its own; the exponential-tail percentile against M/M/1."""
 
 import heapq
 import math
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aicpp_opt.model.queueing import erlang_c, lockstep_wait, ttft_queueing, wait_quantile
+from aicpp_opt.model.queueing import (
+    _forward_end_law,
+    erlang_c,
+    prefill_queue,
+    ttft_queueing,
+    wait_quantile,
+)
 
 
 @given(st.floats(0.01, 0.98), st.floats(1e-3, 1.0))
@@ -64,39 +72,72 @@ def test_erlang_c_matches_the_textbook_sum(servers, offered):
     assert erlang_c(servers, offered) == pytest.approx(tail / (head + tail), rel=1e-9)
 
 
-def _simulate_lockstep(lam: float, s: float, replicas: int, batch: int, n: int, seed: int):
-    """Replicas that start a forward of up to ``batch`` waiting requests whenever they are free
-    (requests in arrival order), each fed an equal random share of the arrivals; returns every
-    request's wait."""
+def _simulate_prefill(lam: float, forwards: tuple[float, ...], ranks: int, n: int, seed: int):
+    """One replica: a forward takes up to ranks x len(forwards) waiting requests in arrival
+    order (at once for a request that finds it idle) and lasts forwards[k - 1], k the busiest
+    rank's share when they are dealt out evenly; returns every request's (wait, TTFT)."""
     rng = random.Random(seed)
-    arrivals: list[list[float]] = [[] for _ in range(replicas)]
-    t = 0.0
+    full = ranks * len(forwards)
+    arrivals, t = [], 0.0
     for _ in range(n):
         t += rng.expovariate(lam)
-        arrivals[rng.randrange(replicas)].append(t)
-    waits = []
-    for mine in arrivals:
-        free, i = 0.0, 0
-        while i < len(mine):
-            start = max(free, mine[i])
-            taken = [a for a in mine[i : i + batch] if a <= start]
-            waits += [start - a for a in taken]
-            i += len(taken)
-            free = start + s
-    return waits
+        arrivals.append(t)
+    out, free, i = [], 0.0, 0
+    while i < len(arrivals):
+        start = max(free, arrivals[i])
+        taken = [a for a in arrivals[i : i + full] if a <= start]
+        free = start + forwards[math.ceil(len(taken) / ranks) - 1]
+        out += [(start - a, free - a) for a in taken]
+        i += len(taken)
+    return out
 
 
 @pytest.mark.parametrize(
-    ("replicas", "batch", "util"), [(1, 1, 0.5), (1, 8, 0.3), (2, 8, 0.5), (4, 4, 0.7), (3, 2, 0.2)]
-)
-def test_lockstep_wait_is_close_to_a_simulation(replicas, batch, util):
-    s = 0.2
-    lam = util * replicas * batch / s
-    waits = _simulate_lockstep(lam, s, replicas, batch, 100_000, seed=batch)
-    mean = sum(waits) / len(waits)
-    got = lockstep_wait(lam, s, replicas, batch)
-    assert got.wait == pytest.approx(mean, rel=0.03, abs=1e-3 * s)
+    ("forwards", "ranks", "util"),
+    [((0.2,), 1, 0.5), ((0.2,) * 8, 1, 0.3), ((0.1, 0.15, 0.2, 0.25), 4, 0.7),
+     ((0.05, 0.09), 8, 0.9), ((0.2,) * 2, 1, 0.2)],
+)  # fmt: skip
+def test_prefill_queue_matches_a_simulation_of_its_own(forwards, ranks, util):
+    """Mean wait, the share that waits and the p90 of wait + own forward, for constant and
+    load-dependent forwards, against a direct simulation (the chain is exact, so only the
+    simulation's noise and the midpoint rule over the arrival's position separate them)."""
+    full = ranks * len(forwards)
+    lam = util * full / forwards[-1]
+    runs = _simulate_prefill(lam, forwards, ranks, 200_000, seed=full)
+    waits = [w for w, _ in runs]
+    ttfts = sorted(t for _, t in runs)
+    got = prefill_queue(lam, forwards, ranks, 90)
+    assert got.wait == pytest.approx(sum(waits) / len(waits), rel=0.03, abs=1e-3)
     assert got.busy == pytest.approx(sum(w > 0 for w in waits) / len(waits), abs=0.01)
+    assert got.percentile == pytest.approx(ttfts[int(0.9 * len(ttfts))], rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("forwards", "ranks", "util"), [((1.0,), 4, 0.9), ((0.5, 0.8, 1.0), 2, 0.97)]
+)
+def test_forward_end_law_is_the_dense_chains_stationary_vector(forwards, ranks, util):
+    """The banded solve (folded tail, a likely state fixed) against the eigenvector of the
+    dense transition matrix written out state by state."""
+    seconds = np.array([forwards[(m - 1) // ranks] for m in range(1, ranks * len(forwards) + 1)])
+    full, rate = len(seconds), util * len(seconds) / seconds[-1]
+    law = _forward_end_law(rate, seconds)
+    size = len(law)
+    step = np.zeros((size, size))
+    for n in range(size):
+        taken = min(max(n, 1), full)
+        for arrivals in range(size):
+            a = rate * seconds[taken - 1]
+            mass = math.exp(arrivals * math.log(a) - a - math.lgamma(arrivals + 1))
+            step[n, min(max(n - full, 0) + arrivals, size - 1)] += mass
+    values, vectors = np.linalg.eig(step.T)
+    dense = np.real(vectors[:, np.argmin(abs(values - 1))])
+    assert law == pytest.approx(dense / dense.sum(), abs=1e-9)
+
+
+def test_prefill_queue_saturates_and_idles():
+    assert math.isinf(prefill_queue(21.0, (0.1, 0.2), 2, 90).percentile)
+    idle = prefill_queue(0.0, (0.1, 0.2), 2, 90)
+    assert (idle.wait, idle.percentile) == (0.0, 0.1)
 
 
 def test_wait_percentile_of_an_exponential_tail():

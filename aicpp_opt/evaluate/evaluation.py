@@ -11,8 +11,10 @@ its workload by default), in proportion to their rates.
 
 TTFT = the wait (lock-step prefill replicas; for aggregated roles the iteration in progress and
 the rank's prefill budget) + prefill compute + the KV transfer of the rank's batch over the link
-the placement gives. Percentiles add the wait's percentile (exponential tail) to the fixed parts;
-TPOT's is per request (``model.steps``). A workload meets its SLO when every role serving it
+the placement gives. A P/D prefill role's percentile is read from the exact law of wait + own
+forward of its replicas' batch queue (``model.queueing.prefill_queue``); an aggregated role's
+adds the wait's percentile on an exponential tail to the fixed parts. TPOT's is per request
+(``model.steps``). A workload meets its SLO when every role serving it
 does: its percentile is the worst role's, its mean the rate-weighted one."""
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from aicpp_opt.costs.curve import Latency
 from aicpp_opt.model.context import Context, build_context
 from aicpp_opt.model.forward import afd_domains, ffn_sets
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
-from aicpp_opt.model.queueing import lockstep_wait, ttft_queueing, wait_quantile
+from aicpp_opt.model.queueing import prefill_queue, ttft_queueing, wait_quantile
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
 from aicpp_opt.model.schedule import OpCost, Step
 from aicpp_opt.model.steps import (
@@ -34,6 +36,7 @@ from aicpp_opt.model.steps import (
     agg_tpot_percentile,
     decode_step,
     itl_percentile,
+    prefill_forwards,
     prefill_step,
 )
 from aicpp_opt.spec.enums import RoleKind
@@ -357,12 +360,17 @@ def agg_ttft(
     return Ttft(mean_s / 2 + queue, prefill_s, 0.0, pct, "aggregated: KV stays")
 
 
-def prefill_ttft(ctx: Context, role: Role, service: float, rate: float, kv: Latency) -> Ttft:
-    """TTFT of a P/D prefill role at ``rate`` requests/s: the wait for its lock-step replicas
-    (``model.queueing.lockstep_wait``), the prefill (``service``) and the batch's KV transfer."""
-    q = lockstep_wait(rate, service, role.replicas, role.batch * role.shape.attn_dp)
-    pct = wait_quantile(q.wait, q.busy, ctx.workload.slo.percentile) + service + kv.seconds
-    return Ttft(q.wait, service, kv.seconds, pct, kv.source)
+def prefill_ttft(
+    ctx: Context, role: Role, forwards: tuple[float, ...], rate: float, kv: Latency
+) -> Ttft:
+    """TTFT of a P/D prefill role at ``rate`` requests/s, split evenly at random over its
+    replicas: the wait for a replica's lock-step forward and the forward itself
+    (``model.queueing.prefill_queue`` over the forward times ``forwards`` by requests per
+    rank), then the KV transfer."""
+    q = prefill_queue(
+        rate / role.replicas, forwards, role.shape.attn_dp, ctx.workload.slo.percentile
+    )
+    return Ttft(q.wait, q.forward, kv.seconds, q.percentile + kv.seconds, kv.source)
 
 
 def prefill_capacity(role: Role, service: float) -> float:
@@ -493,7 +501,8 @@ def _evaluate_workload(
             it = acc.iterations[role.id]
             ttft = agg_ttft(ctx, role, it.mean.total, it.mixed.total, it.prefill_service, rate)
         elif role.role == RoleKind.PREFILL:
-            ttft = _prefill_ttft(ctx, plan, role, res.step.total, rate, rates)
+            forwards = prefill_forwards(prefill_ctx, role)
+            ttft = _prefill_ttft(ctx, plan, role, forwards, rate, rates)
         res = RoleResult(
             res.role,
             res.kind,
@@ -523,14 +532,14 @@ def _evaluate_workload(
     return results, result, flags + _latency_flags(result, name)
 
 
-def _prefill_ttft(ctx, plan, role, service, rate, rates) -> Ttft:
-    """The TTFT of ``role``'s requests: its queue and service, and the KV transfer to the
+def _prefill_ttft(ctx, plan, role, forwards, rate, rates) -> Ttft:
+    """The TTFT of ``role``'s requests: its queue and forwards, and the KV transfer to the
     decode roles it feeds (rate-weighted mean; the slowest link for the percentile)."""
     routes = _routes(plan, role, rates)
     kvs = [(kv_transfer(ctx, role, d.pool, kv_link_domains(role, d)), share) for d, share in routes]
     worst = max(kvs, key=lambda pair: pair[0].seconds)[0]
     mean_kv = sum(kv.seconds * share for kv, share in kvs)
-    t = prefill_ttft(ctx, role, service, rate, worst)
+    t = prefill_ttft(ctx, role, forwards, rate, worst)
     return Ttft(t.queueing, t.prefill, mean_kv, t.percentile, worst.source)
 
 
@@ -636,7 +645,8 @@ def evaluate_context(
     first = ctxs[plan.workloads[0]]
     notes = [
         f"framework {first.framework}; routing {first.routing.name}; TPOT and TTFT judged at "
-        f"the SLO percentile (per-request TPOT; TTFT wait on an exponential tail)"
+        f"the SLO percentile (per-request TPOT; a prefill replica's TTFT from its batch queue's "
+        "exact law, an aggregated rank's wait on an exponential tail)"
     ]
     notes += [n for r in results for n in r.step.notes]
     notes += _extrapolation_notes(results)

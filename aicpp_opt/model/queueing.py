@@ -1,10 +1,15 @@
-"""Queueing delay before prefill starts: M/D/c (Poisson arrivals, deterministic service, c
-servers), by the Cosmetatos approximation
+"""Queueing delay before prefill starts.
 
-    Wq(M/D/c) = 1/2 Wq(M/M/c) [1 + (1 - rho)(c - 1)(sqrt(4 + 5c) - 2) / (16 rho c)],
+- ``ttft_queueing``: M/D/c (Poisson arrivals, deterministic service, c servers), by the
+  Cosmetatos approximation
 
-with Wq(M/M/c) from the Erlang-C formula. For c = 1 the bracket is 1 and the formula is the
-exact Pollaczek-Khinchine M/D/1 wait. At rho >= 1 the queue is unstable: the wait is infinite."""
+      Wq(M/D/c) = 1/2 Wq(M/M/c) [1 + (1 - rho)(c - 1)(sqrt(4 + 5c) - 2) / (16 rho c)],
+
+  with Wq(M/M/c) from the Erlang-C formula. For c = 1 the bracket is 1 and the formula is the
+  exact Pollaczek-Khinchine M/D/1 wait. At rho >= 1 the queue is unstable: the wait is
+  infinite. ``wait_quantile`` puts an exponential tail on such a wait.
+- ``prefill_queue``: a P/D prefill replica, a batch queue whose lock-step forwards last longer
+  the more requests they carry; exact (an embedded Markov chain), percentile included."""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import solve_banded
-from scipy.special import gammaincc, gammaln
+from scipy.signal import fftconvolve
+from scipy.special import gammaincc, gammaln, pdtr
 
 SATURATED = 1e-9
 """Utilisation within this of 1 is saturation (a fleet balanced on its prefill capacity sits at
@@ -51,103 +57,21 @@ def ttft_queueing(arrival_rate: float, service_time: float, servers: int) -> flo
     return 0.5 * wq_mmc * correction
 
 
-@dataclass(frozen=True)
-class BatchQueue:
-    """A replica that serves waiting requests in forwards of up to ``batch``: the mean wait
-    before a request's forward starts and the share of time the replica is busy (the share of
-    arrivals that wait at all)."""
-
-    wait: float
-    busy: float
-
-
-def batch_queue(arrival_rate: float, service_time: float, batch: int) -> BatchQueue:
-    """One prefill replica whose attention-DP ranks run a forward in lock step (they join in
-    every MoE layer): when it frees up it starts a forward of ``service_time`` with up to
-    ``batch`` waiting requests (at once with a request that finds it idle); Poisson arrivals.
-
-    Solved through the Markov chain embedded at forward ends (n waiting requests, next
-    n = max(n - batch, 0) + Poisson(rate x service)); the mean wait is the time-average queue
-    over a cycle (Little's law). With ``batch`` 1 it is M/D/1. Time scales with the service
-    time, so the chain is solved once per (load, batch) and cached."""
-    if arrival_rate <= 0 or service_time <= 0:
-        return BatchQueue(0.0, 0.0)
-    wait, busy = _batch_queue(arrival_rate * service_time, batch)
-    return BatchQueue(wait * service_time, busy)
-
-
 MAX_STATES = 50_000
-"""A carry-over needing more states than this belongs to a replica within a hair of
-saturation, where the wait is many service times: reported as saturated (infinite)."""
+"""A chain needing more states than this belongs to a replica within a hair of saturation,
+where the wait is many forwards: reported as saturated (infinite)."""
 TAIL_MASS = 1e-10
 """Stationary mass allowed in the last states of a truncated chain before it is grown."""
 
 
-@lru_cache(maxsize=65536)
-def _batch_queue(a: float, batch: int) -> tuple[float, float]:
-    """(mean wait in service times, busy share) at ``a`` arrivals per service time.
-
-    With n the requests waiting when a forward ends, the carry-over beyond the next batch
-    O = max(n - batch, 0) follows the Lindley recursion O' = max(O + A - batch, 0), A ~
-    Poisson(a): a chain on a few states, solved exactly. Then n = O + A, a forward finds the
-    replica idle after it with probability pi0 = P(O = 0) e^-a, a request waits on average the
-    O carried over plus half the forward's arrivals, and by Little's law
-    wait = (E[O] + a / 2) / (a + pi0) service times, busy share = a / (a + pi0)."""
-    if a >= batch * (1.0 - SATURATED):
-        return math.inf, 1.0
-    size = int(30 + 6 * math.sqrt(a) + 12 * a / (batch - a))
-    while size <= MAX_STATES:
-        carry = _carry_over(a, batch, size)
-        if carry[-max(10, size // 20) :].sum() <= TAIL_MASS:
-            pi0 = carry[0] * math.exp(-a)
-            mean = float(np.arange(size) @ carry)
-            return float((mean + a / 2) / (a + pi0)), float(a / (a + pi0))
-        size *= 2
-    return math.inf, 1.0
-
-
 def _poisson_pmf(k: np.ndarray, a: float) -> np.ndarray:
-    """P(A = k) for A ~ Poisson(a), 0 for negative k (log-space, so large k and a are safe)."""
+    """P(A = k) for A ~ Poisson(a), 0 for negative k (log-space, so large k and a are safe;
+    ``k`` and ``a`` broadcast)."""
     kk = np.maximum(k, 0)
-    out = np.exp(kk * math.log(a) - a - gammaln(kk + 1)) if a > 0 else (kk == 0) * 1.0
+    a = np.asarray(a, dtype=float)
+    log_a = np.log(np.where(a > 0, a, 1.0))
+    out = np.where(a > 0, np.exp(kk * log_a - a - gammaln(kk + 1)), (kk == 0) * 1.0)
     return np.where(k >= 0, out, 0.0)
-
-
-def _carry_over(a: float, batch: int, size: int) -> np.ndarray:
-    """Stationary law of O' = max(O + A - batch, 0), A ~ Poisson(a), on 0..size-1.
-
-    For k >= 1, pi_k = sum_o pi_o P(A = k + batch - o): with pi_0 fixed at 1 these equations
-    are a banded linear system in pi_1.. (A lies within a +- 12 sqrt(a) but for a negligible
-    mass), solved in O(size x band^2); then normalised."""
-    spread = int(12 * math.sqrt(a) + 10)
-    lo_a, hi_a = max(0, int(a) - spread), int(a) + spread
-    # row k (1..size-1), column o (1..size-1): delta - P(A = k + batch - o), nonzero for
-    # o - k in [batch - hi_a, batch - lo_a]
-    upper = max(0, batch - lo_a)
-    lower = max(0, hi_a - batch)
-    n = size - 1
-    k = np.arange(1, size)
-    d = np.arange(-lower, upper + 1)[:, None]  # o = k + d
-    o = k[None, :] + d
-    # band[upper - d, o - 1] holds row k's coefficient of pi_o
-    coef = np.where((o >= 1) & (o <= n), _poisson_pmf(k[None, :] + batch - o, a), 0.0)
-    band = np.zeros((upper + lower + 1, n))
-    rows = np.broadcast_to(upper - d, o.shape)
-    ok = (o >= 1) & (o <= n)
-    band[rows[ok], o[ok] - 1] = -coef[ok]
-    band[upper] += 1.0
-    rhs = _poisson_pmf(k + batch, a)  # the pi_0 = 1 term
-    pi = np.concatenate([[1.0], np.clip(solve_banded((lower, upper), band, rhs), 0.0, None)])
-    return pi / pi.sum()
-
-
-def lockstep_wait(
-    arrival_rate: float, service_time: float, replicas: int, batch: int
-) -> BatchQueue:
-    """``batch_queue`` of one of ``replicas`` prefill replicas, each taking an equal Poisson
-    share of the arrivals (a router that ignores load: conservative against one that picks the
-    idle replica)."""
-    return batch_queue(arrival_rate / replicas, service_time, batch)
 
 
 def wait_quantile(mean_wait: float, p_wait: float, percentile: float) -> float:
@@ -160,3 +84,159 @@ def wait_quantile(mean_wait: float, p_wait: float, percentile: float) -> float:
     if not math.isfinite(mean_wait):
         return math.inf
     return mean_wait / p_wait * math.log(p_wait / tail)
+
+
+@dataclass(frozen=True)
+class PrefillQueue:
+    """A request's path through a prefill replica (see ``prefill_queue``): the mean wait
+    before its first forward starts, the share of requests that wait at all, the mean length
+    of its own forward, and the ``percentile`` of wait + own forward."""
+
+    wait: float
+    busy: float
+    forward: float
+    percentile: float
+
+
+U_POINTS = 32
+"""Points of the arrival's position within the forward in progress (midpoint rule)."""
+
+
+@lru_cache(maxsize=4096)
+def prefill_queue(
+    rate: float, forwards: tuple[float, ...], ranks: int, percentile: float
+) -> PrefillQueue:
+    """A prefill replica whose ``ranks`` attention-DP ranks run forwards in lock step, at
+    ``rate`` Poisson requests/s; ``forwards[k - 1]``: seconds of a forward whose busiest rank
+    carries k requests (up to ``len(forwards)`` per rank, so B = ranks x len(forwards) per
+    forward). A request that finds the replica idle starts a forward of its own at once; when
+    a forward ends, the next takes up to B waiting requests in arrival order (spread evenly
+    over the ranks), and lasts as long as its busiest rank's share.
+
+    Exact in the number n waiting at forward ends (a Markov chain: a forward takes m =
+    min(n, B), lasts S(m), and n' = n - m + Poisson(rate x S(m))); an arrival a fraction u into a
+    forward that began with r still waiting finds r + Poisson(rate u S) ahead, so it waits
+    (1 - u) S plus one full forward per B ahead, then rides a forward of everyone ahead in its
+    batch, itself and the rest of the forward's arrivals. The wait's distribution is that
+    mixture, integrated over u; the percentile is read from it, not from an assumed tail."""
+    batch = len(forwards)
+    full = batch * ranks
+    seconds = np.array([forwards[(m - 1) // ranks] for m in range(1, full + 1)])
+    if rate <= 0:
+        return PrefillQueue(0.0, 0.0, forwards[0], forwards[0])
+    if rate * seconds[-1] >= full * (1.0 - SATURATED):
+        return PrefillQueue(math.inf, 1.0, seconds[-1], math.inf)
+    law = _forward_end_law(rate, seconds)
+    if law is None:
+        return PrefillQueue(math.inf, 1.0, seconds[-1], math.inf)
+    u = (np.arange(U_POINTS) + 0.5) / U_POINTS
+    # forwards that left nobody waiting, by their size m (the idle replica's one request: m = 1);
+    # their arrivals' law depends on m only through S(m), so they are pooled per rank count
+    starts = np.zeros(full + 1)
+    starts[1:full] = law[1:full]
+    starts[1] += law[0]
+    carry = law[full:].copy()
+    carry[0] += starts[full]
+    parts = [(np.array([seconds[0]]), np.array([law[0]]), np.zeros(1))]
+    for k in range(1, batch + 1):
+        share = starts[(k - 1) * ranks + 1 : min(k * ranks, full - 1) + 1].sum()
+        if share > 0:
+            a = rate * forwards[k - 1]
+            ahead = _poisson_pmf(np.arange(_poisson_reach(a))[None, :], a * u[:, None])
+            parts += _arrivals(forwards, ranks, forwards[k - 1], share, ahead, u, rate)
+    # full forwards, with r = n - B still waiting ahead of their arrivals
+    a = rate * seconds[-1]
+    poisson = _poisson_pmf(np.arange(_poisson_reach(a))[None, :], a * u[:, None])
+    ahead = fftconvolve(carry[None, :], poisson, axes=1).clip(0.0, None)
+    mass = np.cumsum(ahead.sum(axis=0)[::-1])[::-1]
+    ahead = ahead[:, : max(1, int(np.count_nonzero(mass > TAIL_MASS * mass[0])))]
+    parts += _arrivals(forwards, ranks, seconds[-1], 1.0, ahead, u, rate)
+    value, weight, wait = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
+    keep = weight > 0
+    value, weight, wait = value[keep], weight[keep], wait[keep]
+    total = weight.sum()
+    order = np.argsort(value, kind="stable")
+    cum = np.cumsum(weight[order]) / total
+    at = min(int(np.searchsorted(cum, percentile / 100)), len(cum) - 1)
+    return PrefillQueue(
+        float(wait @ weight / total),
+        float(1.0 - law[0] / total),
+        float((value - wait) @ weight / total),
+        float(value[order][at]),
+    )
+
+
+def _poisson_reach(a: float) -> int:
+    """Counts 0..reach-1 hold all but a negligible mass of Poisson(a)."""
+    return int(a + 8 * math.sqrt(a) + 10)
+
+
+def _arrivals(forwards, ranks, dur, share, ahead, u, rate) -> list[tuple[np.ndarray, ...]]:
+    """(wait + own forward, weight, wait) of the arrivals during forwards of ``dur`` seconds
+    (``share``: their stationary weight per forward; ``ahead[i, q]``: the chance an arrival at
+    u[i] finds q requests ahead). One found fewer than B ahead rides the next forward, with
+    those ahead, itself and the Poisson(rate (1 - u) dur) arriving after it (at most B);
+    otherwise it waits one full forward per B ahead and rides a full one."""
+    batch = len(forwards)
+    full = batch * ranks
+    weight = share * rate * dur / len(u) * ahead
+    left = (1 - u)[:, None] * dur
+    # fewer than B ahead: the next forward, its size spread by the arrivals after this one
+    q = np.arange(min(full, ahead.shape[1]))[None, :, None]
+    k = np.arange(1, batch + 1)[None, None, :]
+    room = k * ranks - q - 1
+    below = pdtr(np.maximum(room, 0), (rate * (1 - u) * dur)[:, None, None]) * (room >= 0)
+    ride = np.diff(np.where(k == batch, 1.0, below), axis=2, prepend=0.0)
+    soon = np.broadcast_to(left[:, :, None], ride.shape)
+    out = [(soon + np.asarray(forwards), weight[:, : q.shape[1], None] * ride, soon)]
+    if ahead.shape[1] > full:
+        # B or more ahead: one full forward per B of them, then a full one
+        later = left + np.arange(full, ahead.shape[1])[None, :] // full * forwards[-1]
+        out.append((later + forwards[-1], weight[:, full:], later))
+    return out
+
+
+def _forward_end_law(rate: float, seconds: np.ndarray) -> np.ndarray | None:
+    """Stationary law of the requests waiting when a forward ends (None: it needs more than
+    ``MAX_STATES`` states, a replica within a hair of saturation)."""
+    full = len(seconds)
+    a_full = rate * seconds[-1]
+    size = full + int(30 + 18 * math.sqrt(a_full) + 12 * a_full / (full - a_full))
+    while size <= MAX_STATES:
+        law = _chain(rate, seconds, size)
+        if law[-max(10, size // 20) :].sum() <= TAIL_MASS:
+            return law
+        size *= 2
+    return None
+
+
+def _chain(rate: float, seconds: np.ndarray, size: int) -> np.ndarray:
+    """The forward-end chain on 0..size-1 (mass beyond it folded into the last state). From n
+    it moves to max(n - B, 0) + A, so its balance equations are banded (at most ``reach``
+    states below the diagonal, B above); one of them is replaced by fixing the weight of a
+    likely state (n = rate x S(B), where the idle state's may be 1e-50), then normalised."""
+    full = len(seconds)
+    k = np.arange(_poisson_reach(rate * float(seconds.max())))
+    pmf = _poisson_pmf(k[None, :], rate * seconds[:, None])  # row m - 1: a forward of m
+    lower, upper = len(k), full
+    band = np.zeros((lower + upper + 1, size))
+    # n < B: the forward takes all n (one request after an idle spell), next n' = A
+    for n in range(full):
+        band[upper - n + k, n] = pmf[max(n, 1) - 1]
+    # n >= B: n' = n - B + A, the band's row A; the last columns fold A past the last state
+    band[:lower, full:] = pmf[-1][:, None]
+    edge = np.arange(max(full, size - lower + full), size)
+    cut = (size - 1 - edge + full)[None, :]
+    tail = np.cumsum(pmf[-1][::-1])[::-1]
+    rows = k[:, None]
+    band[:lower, edge] = np.where(rows < cut, band[:lower, edge], 0.0)
+    band[cut[0], edge] = tail[cut[0]]
+    band[upper] -= 1.0
+    anchor = min(int(rate * seconds[-1]), size - 1)
+    cols = np.arange(max(0, anchor - lower), min(size, anchor + upper + 1))
+    band[upper + anchor - cols, cols] = 0.0
+    band[upper, anchor] = 1.0
+    rhs = np.zeros(size)
+    rhs[anchor] = 1.0
+    law = np.clip(solve_banded((lower, upper), band, rhs), 0.0, None)
+    return law / law.sum()

@@ -10,9 +10,9 @@ functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
   capacity, the largest arrival rate whose TTFT percentile holds), which rises and then falls
   with the batch; it is maximised over integer batches up to the largest that keeps TPOT,
   memory and the prefill budget (a geometric scan, then the integers around its best).
-- **prefill**: one forward's service time; the rate is the largest at which the lock-step
-  queue's TTFT percentile (with the KV transfer to the pool it feeds) holds, at most the
-  replica's capacity.
+- **prefill**: the forward's time at 1..batch requests per rank; the rate is the largest at
+  which the lock-step batch queue's TTFT percentile (with the KV transfer to the pool it feeds)
+  holds, at most the replica's capacity.
 
 Replicas share arrivals evenly (each an independent Poisson share), so n replicas sustain n
 times one replica's rate: the MILP's flow bounds are linear in the counts.
@@ -50,7 +50,7 @@ from aicpp_opt.model.steps import (
     agg_iteration,
     agg_tpot_percentile,
     decode_step_seconds,
-    prefill_step,
+    prefill_forwards,
 )
 from aicpp_opt.search.catalog import Family
 from aicpp_opt.spec.enums import RoleKind
@@ -111,7 +111,8 @@ Samples = dict[str, dict]
 """Per family key: ``{"mem": memory-limited batch, "b": {batch: sample}}``, what the op model
 gave at each batch, independent of the SLO targets (decode: [step, capacity]; aggregated:
 [mean, mixed and prefill seconds, keeps its prefill budget, TPOT percentile, decode capacity,
-prefill-budget capacity]; None where the tables do not cover the shape). Kept across solves,
+prefill-budget capacity]; None where the tables do not cover the shape); prefill families:
+``{"service": forward seconds at 1..batch requests per rank}``. Kept across solves,
 so another TPOT or TTFT target re-settles from them."""
 
 
@@ -280,26 +281,28 @@ def kv_domains(ctx: Context, fam: Family) -> int:
     return 1 if same and ctx.pools[fam.role.pool].num_domains == 1 else 2
 
 
-def prefill_service(ctx: Context, fam: Family) -> float:
-    """Seconds of one forward of a prefill family (inf when memory or the tables rule it out)."""
+def prefill_service(ctx: Context, fam: Family) -> tuple[float, ...]:
+    """Seconds of a prefill family's forward at 1..batch requests per rank (``inf`` when
+    memory or the tables rule the family out)."""
     role = fam.role
     if not all(m.fits for m in prefill_memory(ctx, role).values()):
-        return math.inf
+        return (math.inf,)
     try:
-        return prefill_step(ctx, role).total
+        return prefill_forwards(ctx, role)
     except InputError:
-        return math.inf
+        return (math.inf,)
 
 
-def prefill_capacity_of(ctx: Context, fam: Family, service: float) -> Capacity:
+def prefill_capacity_of(ctx: Context, fam: Family, forwards: tuple[float, ...]) -> Capacity:
     """A prefill family's rate within TTFT (see the module doc)."""
+    service = forwards[-1]
     if not math.isfinite(service):
         return NONE
     role = fam.role
     kv = kv_transfer(ctx, role, fam.feeds, kv_domains(ctx, fam))
     cap = prefill_capacity(role, service)
     slo = ctx.workload.slo.ttft
-    rate = ttft_rate(lambda r: prefill_ttft(ctx, role, service, r, kv).percentile, slo, cap)
+    rate = ttft_rate(lambda r: prefill_ttft(ctx, role, forwards, r, kv).percentile, slo, cap)
     return Capacity(rate, 0.0, service, "ttft" if rate < cap else "capacity")
 
 
@@ -334,18 +337,18 @@ def _settle_group(
     learnt: Known = {}
     mine: Samples = {f.key: samples.get(f.key, {}) for f in members}
 
-    def service(f: Family) -> float:
+    def service(f: Family) -> tuple[float, ...]:
         s = mine[f.key]
         if "service" not in s:
             s["service"] = prefill_service(ctx, f)
-        return s["service"]
+        return tuple(s["service"])
 
     def bound_of(f: Family) -> float:
         if f.key in known:
             return known[f.key][0]
         deadline.check()
         if f.kind == RoleKind.PREFILL:
-            t = service(f)
+            t = service(f)[-1]
             value = prefill_capacity(f.role, t) if math.isfinite(t) else 0.0
         else:
             value = decode_bound(_Family(ctx, f, mine[f.key]), limit)

@@ -1,8 +1,10 @@
 """The evaluator on the shipped plans: every number names its source, memory overflow is flagged
-with its numbers, the PWL surrogate agrees with the measured grids, and the CLI's exit code and
-JSON."""
+with its numbers, the PWL surrogate agrees with the measured grids, the CLI's exit code and
+JSON; decode TPOT at the batch the rate fills against the simulator, and the workload's TPOT
+percentile over its requests."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -10,7 +12,10 @@ from click.testing import CliRunner
 from aicpp_opt import PROJECT_ROOT
 from aicpp_opt.cli import main
 from aicpp_opt.evaluate import evaluate
+from aicpp_opt.evaluate.evaluation import mixture_percentile
 from aicpp_opt.model.context import build_context
+from aicpp_opt.model.steps import accepted_tokens
+from aicpp_opt.simulate import simulate_plan
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import load_plan, parse_plan
 
@@ -105,3 +110,35 @@ def test_cli_exits_3_on_a_plan_that_breaks_its_slo_and_writes_valid_json(tmp_pat
     assert not doc["feasible"] and result.exit_code == 3
     broken = [f["name"] for f in doc["flags"] if not f["ok"]]
     assert broken and all(isinstance(f["ok"], bool) for f in doc["flags"])
+
+
+def test_decode_tpot_at_the_batch_its_rate_fills_matches_the_simulator(nvl72):
+    """nvl72_pd serving coding-relaxed at 70% of its capacity: the decode role holds far fewer
+    sequences than its batch, and the evaluator's TPOT p90 at the filled batch (Little's law)
+    is the request-level simulator's within 3% (the simulator forms its own batches); at the
+    full batch it would be about 30% above."""
+    plan = load_plan(PLANS / "nvl72_pd.json", nvl72)
+    coding = tuple(replace(r, workload="coding-relaxed", rate=None) for r in plan.roles)
+    full = evaluate(replace(plan, roles=coding), nvl72)
+    rate = 0.7 * min(
+        full.workloads[0].flow.prefill_capacity, full.workloads[0].flow.decode_capacity
+    )
+    at_70 = replace(plan, roles=tuple(replace(r, rate=rate) for r in coding))
+    ev = evaluate(at_70, nvl72)
+    decode = next(r for r in ev.roles if r.kind.value == "decode")
+    assert decode.filled_batch < 0.5 * plan.roles[1].batch_per_gpu
+    assert any("fills" in n for n in ev.notes)
+    sim = simulate_plan(at_70, nvl72, duration_s=300, seed=0, warmup_s=100)
+    assert ev.workloads[0].tpot.percentile == pytest.approx(
+        sim.workloads["coding-relaxed"].slo_tpot, rel=0.03
+    )
+    wl = ev.workloads[0].workload
+    at_batch = decode.step.total / accepted_tokens(plan.roles[1].mtp, wl.mtp_acceptance)
+    assert at_batch > 1.2 * sim.workloads["coding-relaxed"].slo_tpot
+
+
+def test_workload_tpot_percentile_is_over_its_requests_not_its_worst_role():
+    """95% of requests at 27 ms and 5% at 50 ms: the p90 is 27 ms; 85% / 15%: 50 ms."""
+    assert mixture_percentile([0.050, 0.027], [5.0, 95.0], 90) == 0.027
+    assert mixture_percentile([0.050, 0.027], [15.0, 85.0], 90) == 0.050
+    assert mixture_percentile([0.050, 0.027], [0.0, 0.0], 90) == 0.050

@@ -14,8 +14,11 @@ the rank's prefill budget) + prefill compute + the KV transfer of the rank's bat
 the placement gives. A P/D prefill role's percentile is read from the exact law of wait + own
 forward of its replicas' batch queue (``model.queueing.prefill_queue``); an aggregated role's
 adds the wait's percentile on an exponential tail to the fixed parts. TPOT's is per request
-(``model.steps``). A workload meets its SLO when every role serving it
-does: its percentile is the worst role's, its mean the rate-weighted one."""
+(``model.steps``); a P/D decode role's at the batch its rate fills (Little's law, at most the
+configured batch: ``operating_batch``). A workload's TPOT percentile is that of its requests
+over the roles serving it (rate-weighted; a decode role's per-request TPOT is nearly constant,
+so its percentile stands for all its requests), its TTFT percentile the worst feeding role's,
+its means rate-weighted."""
 
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ from aicpp_opt.model.steps import (
     agg_iteration,
     agg_tpot_percentile,
     decode_step,
+    decode_step_seconds,
     itl_percentile,
+    per_token,
     prefill_forwards,
     prefill_step,
 )
@@ -127,6 +132,9 @@ class RoleResult:
     gpus: int
     tpot: Tpot | None = None
     ttft: Ttft | None = None
+    filled_batch: float | None = None
+    """A P/D decode role's sequences per GPU at its rate (``operating_batch``), where its TPOT is
+    priced; ``step`` and ``capacity`` stay at the configured batch."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,7 @@ def _role_dict(r: RoleResult) -> dict:
         "memory": {k: v.to_dict() for k, v in r.memory.items()},
         "tpot_ms": _latency_dict(r.tpot, "percentile"),
         "ttft_ms": _latency_dict(r.ttft, "percentile"),
+        "filled_batch_per_gpu": r.filled_batch,
     }
 
 
@@ -386,6 +395,29 @@ def decode_rate_capacity(ctx: Context, role: Role, step: float) -> float:
     return seqs * accepted / (ctx.workload.osl * step)
 
 
+FILL_TOL = 1e-3
+"""Relative precision of the filled batch."""
+
+
+def operating_batch(ctx: Context, role: Role, rate: float) -> float:
+    """Sequences per GPU a P/D decode role holds at ``rate`` requests/s: by Little's law b =
+    rate per GPU x OSL / accepted tokens x step(b), at most the configured batch (the fixed
+    point, by iteration from the configured batch: the step grows slower than the batch)."""
+    cfg = role.batch_per_gpu
+    if rate <= 0:
+        return cfg
+    wl = ctx.workload
+    per_gpu = rate / (role.replicas * role.shape.attention_gpus)
+    hold = wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance)
+    b = cfg
+    for _ in range(50):
+        nxt = min(cfg, per_gpu * hold * decode_step_seconds(ctx, role, b))
+        if abs(nxt - b) <= FILL_TOL * b:
+            return nxt
+        b = nxt
+    return b
+
+
 @dataclass
 class _Roles:
     """The roles of one workload being evaluated: steps, capacities, rates."""
@@ -503,6 +535,12 @@ def _evaluate_workload(
         elif role.role == RoleKind.PREFILL:
             forwards = prefill_forwards(prefill_ctx, role)
             ttft = _prefill_ttft(ctx, plan, role, forwards, rate, rates)
+        tpot, filled = res.tpot, None
+        if role.role == RoleKind.DECODE:
+            filled = operating_batch(ctx, role, rate)
+            if filled < role.batch_per_gpu:
+                t = per_token(ctx, role, decode_step_seconds(ctx, role, filled))
+                tpot = Tpot(t, t, t * accepted_tokens(role.mtp, wl.mtp_acceptance))
         res = RoleResult(
             res.role,
             res.kind,
@@ -512,8 +550,9 @@ def _evaluate_workload(
             rate,
             res.capacity,
             res.gpus,
-            res.tpot,
+            tpot,
             ttft,
+            filled,
         )
         results.append(res)
         keeps = rate <= res.capacity * (1 + OVER_CAPACITY)
@@ -543,6 +582,20 @@ def _prefill_ttft(ctx, plan, role, forwards, rate, rates) -> Ttft:
     return Ttft(t.queueing, t.prefill, mean_kv, t.percentile, worst.source)
 
 
+def mixture_percentile(values: list[float], weights: list[float], percentile: float) -> float:
+    """The ``percentile`` of requests split over roles in proportion to ``weights``, each
+    role's requests all at its ``values`` entry (the worst value when no weight is given)."""
+    total = sum(weights)
+    if total <= 0:
+        return max(values)
+    share = 0.0
+    for value, weight in sorted(zip(values, weights, strict=True)):
+        share += weight / total
+        if share >= percentile / 100 - 1e-12:
+            return value
+    return max(values)
+
+
 def _workload_result(wl: Workload, results: list[RoleResult]) -> WorkloadResult:
     serving = [r for r in results if r.kind != RoleKind.PREFILL]
     feeding = [r for r in results if r.ttft is not None]
@@ -553,10 +606,11 @@ def _workload_result(wl: Workload, results: list[RoleResult]) -> WorkloadResult:
         return sum(v * w for v, w in zip(values, weights, strict=True)) / total if total else 0.0
 
     rates = [r.rate for r in serving]
+    p = wl.slo.percentile
     tpot = Tpot(
         mean([r.tpot.mean for r in serving], rates),
-        max(r.tpot.percentile for r in serving),
-        max(r.tpot.itl_percentile for r in serving),
+        mixture_percentile([r.tpot.percentile for r in serving], rates, p),
+        mixture_percentile([r.tpot.itl_percentile for r in serving], rates, p),
     )
     frates = [r.rate for r in feeding]
     ttft = Ttft(
@@ -649,6 +703,13 @@ def evaluate_context(
         "exact law, an aggregated rank's wait on an exponential tail)"
     ]
     notes += [n for r in results for n in r.step.notes]
+    notes += [
+        f"{r.role}: at {r.rate:.2f} req/s its batch fills {r.filled_batch:.1f} of "
+        f"{plan.role(r.role).batch_per_gpu:g} sequences per GPU (Little's law); TPOT is priced "
+        "there, capacity and the step breakdown at the configured batch"
+        for r in results
+        if r.filled_batch is not None and r.filled_batch < plan.role(r.role).batch_per_gpu
+    ]
     notes += _extrapolation_notes(results)
     for role in plan.roles:
         if role.afd is not None:

@@ -142,3 +142,17 @@ def test_workload_tpot_percentile_is_over_its_requests_not_its_worst_role():
     assert mixture_percentile([0.050, 0.027], [5.0, 95.0], 90) == 0.027
     assert mixture_percentile([0.050, 0.027], [15.0, 85.0], 90) == 0.050
     assert mixture_percentile([0.050, 0.027], [0.0, 0.0], 90) == 0.050
+
+
+def test_a_decode_role_planned_at_its_full_seats_is_noted(nvl72):
+    """At its decode capacity the seat queue is critical (docs/simulate.md): said in the notes;
+    at 70% of it, not."""
+    plan = load_plan(PLANS / "nvl72_pd.json", nvl72)
+    cap = evaluate(plan, nvl72).workloads[0].flow.decode_capacity
+
+    def notes(rate):
+        roles = tuple(replace(r, rate=rate) for r in plan.roles)
+        return [n for n in evaluate(replace(plan, roles=roles), nvl72).notes if "seats" in n]
+
+    assert notes(cap) and "100.0% of its seats" in notes(cap)[0]
+    assert not notes(0.7 * cap)

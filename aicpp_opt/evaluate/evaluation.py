@@ -397,6 +397,10 @@ def decode_rate_capacity(ctx: Context, role: Role, step: float) -> float:
 
 FILL_TOL = 1e-3
 """Relative precision of the filled batch."""
+FULL_SEATS = 0.98
+"""Share of a decode role's capacity from which its seat queue is noted: at 98% of 1024 seats
+(small_h200_16's decode replica) Erlang C puts the mean wait for a seat at 2% of a sequence's
+hold (0.35 s of its 17.6 s), at 99% at 6.4%, and it diverges at 100%."""
 
 
 def operating_batch(ctx: Context, role: Role, rate: float) -> float:
@@ -709,6 +713,13 @@ def evaluate_context(
         "there, capacity and the step breakdown at the configured batch"
         for r in results
         if r.filled_batch is not None and r.filled_batch < plan.role(r.role).batch_per_gpu
+    ]
+    notes += [
+        f"{r.role}: planned at {r.rate / r.capacity:.1%} of its seats: requests queue for a "
+        "free decode seat, a wait the TTFT above does not include and that grows with time "
+        "when the seats are fully loaded (docs/simulate.md; `aicpp-opt simulate` measures it)"
+        for r in results
+        if r.kind == RoleKind.DECODE and r.capacity > 0 and r.rate >= FULL_SEATS * r.capacity
     ]
     notes += _extrapolation_notes(results)
     for role in plan.roles:

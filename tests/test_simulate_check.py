@@ -104,7 +104,7 @@ def test_a_fleet_serving_thousands_of_requests_per_second_gets_a_shorter_run():
     busy = replace(plan, roles=tuple(replace(r, rate=rate / len(plan.roles)) for r in plan.roles))
     calls = []
 
-    def fake(p, i, *, duration_s, seed, progress):
+    def fake(p, i, *, duration_s, seed, drain_s, progress):
         calls.append(duration_s)
         raise RuntimeError("stop")
 
@@ -113,6 +113,23 @@ def test_a_fleet_serving_thousands_of_requests_per_second_gets_a_shorter_run():
         with pytest.raises(RuntimeError):
             simulation_checker(inst, duration_s=60.0)(busy, None)
     assert calls == [pytest.approx(30.0)]
+
+
+def test_a_run_shorter_than_a_request_drains_its_requests(monkeypatch):
+    """A run cut to 3 s by the arrival cap, shorter than a chat request's 20 s life on nvl72_pd:
+    its measured requests still finish (the drain lasts an SLO-keeping request's life) and
+    the plan, at 70% of its capacity, holds; without the drain they would count as
+    infinitely late."""
+    inst = load_instance("h200_nvl72")
+    plan = load_plan(PROJECT_ROOT / "instances" / "plans" / "nvl72_pd.json", inst)
+    flow = evaluate_plan(plan, inst).workloads[0].flow
+    rate = 0.7 * min(flow.prefill_capacity, flow.decode_capacity)
+    at_rate = replace(plan, roles=tuple(replace(r, rate=rate) for r in plan.roles))
+    monkeypatch.setattr("aicpp_opt.simulate.check.MAX_REQUESTS", 3 * rate)
+    holds, failing, lines, res = simulation_checker(inst)(at_rate, None)
+    assert lines[0].startswith("3 s of Poisson")
+    assert res.workloads["chat-relaxed"].unfinished == 0
+    assert holds and not failing
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan"])

@@ -14,6 +14,7 @@ from aicpp_opt.simulate.stats import Dist, ms_text
 from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.instance import Instance
 from aicpp_opt.spec.plan import Plan
+from aicpp_opt.spec.workload import Workload
 
 SOLVE_DURATION_S = 120.0
 """Seconds of arrivals the solve's check simulates (a quarter of it warm-up): long enough for a
@@ -21,6 +22,13 @@ p90 over thousands of requests on the shipped racks, short enough to run in a so
 MAX_REQUESTS = 50_000
 """Arrivals the check simulates at most (about 10 s on one core): a fleet serving thousands of
 requests/s gets a shorter run, still thousands of measured requests per workload."""
+
+
+def slo_life(wl: Workload) -> float:
+    """Seconds from arrival to last token of a request that meets both SLO targets: the drain
+    a measured request gets before it counts as infinitely late (a fleet's run, cut short by
+    ``MAX_REQUESTS``, can be shorter than one request's life)."""
+    return wl.slo.ttft + (wl.osl - 1) * wl.slo.tpot
 
 
 def at_percentile(d: Dist | None, p: float) -> float:
@@ -65,7 +73,12 @@ def simulation_checker(
         rate = sum(planned_rate(plan, name) for name in plan.workloads)
         seconds = min(duration_s, MAX_REQUESTS / rate) if rate > 0 else duration_s
         res = simulate_plan(
-            plan, instance, duration_s=seconds, seed=seed, progress=lambda *_: deadline.check()
+            plan,
+            instance,
+            duration_s=seconds,
+            seed=seed,
+            drain_s=max(seconds, max(slo_life(instance.workload(n)) for n in plan.workloads)),
+            progress=lambda *_: deadline.check(),
         )
         failing = []
         lines = [f"{seconds:.4g} s of Poisson arrivals at the planned rates, seed {seed}"]

@@ -127,7 +127,7 @@ def test_a_run_shorter_than_a_request_drains_its_requests(monkeypatch):
     at_rate = replace(plan, roles=tuple(replace(r, rate=rate) for r in plan.roles))
     monkeypatch.setattr("aicpp_opt.simulate.check.MAX_REQUESTS", 3 * rate)
     holds, failing, lines, res = simulation_checker(inst)(at_rate, None)
-    assert lines[0].startswith("3 s of Poisson")
+    assert lines[0].startswith("3 s of Poisson") and "not a steady state" in lines[1]
     assert res.workloads["chat-relaxed"].unfinished == 0
     assert holds and not failing
 

@@ -72,16 +72,23 @@ def simulation_checker(
     def check(plan: Plan, evaluated: Evaluation):
         rate = sum(planned_rate(plan, name) for name in plan.workloads)
         seconds = min(duration_s, MAX_REQUESTS / rate) if rate > 0 else duration_s
+        life = max(slo_life(instance.workload(n)) for n in plan.workloads)
         res = simulate_plan(
             plan,
             instance,
             duration_s=seconds,
             seed=seed,
-            drain_s=max(seconds, max(slo_life(instance.workload(n)) for n in plan.workloads)),
+            drain_s=max(seconds, life),
             progress=lambda *_: deadline.check(),
         )
         failing = []
         lines = [f"{seconds:.4g} s of Poisson arrivals at the planned rates, seed {seed}"]
+        if seconds < life:
+            lines.append(
+                f"the run is shorter than a request's life ({life:.3g} s): its throughput counts "
+                "the roles filling up from empty, not a steady state (latencies are of the "
+                "requests arriving in it, each followed to its end)"
+            )
         for name, w in res.workloads.items():
             slo = w.slo
             p = f"p{slo.percentile:g}"

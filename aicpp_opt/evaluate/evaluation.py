@@ -537,7 +537,7 @@ def _evaluate_workload(
             it = acc.iterations[role.id]
             ttft = agg_ttft(ctx, role, it.mean.total, it.mixed.total, it.prefill_service, rate)
         elif role.role == RoleKind.PREFILL:
-            forwards = prefill_forwards(prefill_ctx, role)
+            forwards = prefill_forwards(prefill_ctx, role, res.step)
             ttft = _prefill_ttft(ctx, plan, role, forwards, rate, rates)
         tpot, filled = res.tpot, None
         if role.role == RoleKind.DECODE:

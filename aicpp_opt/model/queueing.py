@@ -141,13 +141,11 @@ def prefill_queue(
     for k in range(1, batch + 1):
         share = starts[(k - 1) * ranks + 1 : min(k * ranks, full - 1) + 1].sum()
         if share > 0:
-            a = rate * forwards[k - 1]
-            ahead = _poisson_pmf(np.arange(_poisson_reach(a))[None, :], a * u[:, None])
+            ahead = _arrived_before(rate * forwards[k - 1], u)
             parts += _arrivals(forwards, ranks, forwards[k - 1], share, ahead, u, rate)
     # full forwards, with r = n - B still waiting ahead of their arrivals
-    a = rate * seconds[-1]
-    poisson = _poisson_pmf(np.arange(_poisson_reach(a))[None, :], a * u[:, None])
-    ahead = fftconvolve(carry[None, :], poisson, axes=1).clip(0.0, None)
+    ahead = fftconvolve(carry[None, :], _arrived_before(rate * seconds[-1], u), axes=1)
+    ahead = ahead.clip(0.0, None)
     mass = np.cumsum(ahead.sum(axis=0)[::-1])[::-1]
     ahead = ahead[:, : max(1, int(np.count_nonzero(mass > TAIL_MASS * mass[0])))]
     parts += _arrivals(forwards, ranks, seconds[-1], 1.0, ahead, u, rate)
@@ -169,6 +167,11 @@ def prefill_queue(
 def _poisson_reach(a: float) -> int:
     """Counts 0..reach-1 hold all but a negligible mass of Poisson(a)."""
     return int(a + 8 * math.sqrt(a) + 10)
+
+
+def _arrived_before(a: float, u: np.ndarray) -> np.ndarray:
+    """Row i: the law of the arrivals in the first u[i] of a forward that draws Poisson(a)."""
+    return _poisson_pmf(np.arange(_poisson_reach(a))[None, :], a * u[:, None])
 
 
 def _arrivals(forwards, ranks, dur, share, ahead, u, rate) -> list[tuple[np.ndarray, ...]]:

@@ -88,10 +88,12 @@ def prefill_step(ctx: Context, role: Role) -> Step:
     return merge(steps, [1.0] * len(steps))
 
 
-def prefill_forwards(ctx: Context, role: Role) -> tuple[float, ...]:
+def prefill_forwards(ctx: Context, role: Role, full: Step | None = None) -> tuple[float, ...]:
     """Seconds of a prefill forward (every chunk) whose busiest attention rank carries 1, 2,
-    ..., ``role.batch`` requests: the ranks run in lock step, so the busiest sets the time."""
-    return tuple(prefill_step(ctx, replace(role, batch=k)).total for k in range(1, role.batch + 1))
+    ..., ``role.batch`` requests: the ranks run in lock step, so the busiest sets the time.
+    ``full``: the step at ``role.batch`` when the caller has already priced it."""
+    below = tuple(prefill_step(ctx, replace(role, batch=k)).total for k in range(1, role.batch))
+    return (*below, (full or prefill_step(ctx, role)).total)
 
 
 @dataclass(frozen=True)

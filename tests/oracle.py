@@ -5,8 +5,11 @@ define what may be deployed).
 1. Its own enumeration of plain role templates (aggregated, prefill, decode) per workload.
 2. Per template, one replica's best rate, judged by ``evaluate_context`` on a plan holding it:
    every integer batch per GPU is scanned (no monotonicity assumed); the rate at a batch is the
-   role's capacity when its flags hold, and for roles whose TTFT depends on the rate (prefill,
-   aggregated) the largest rate whose TTFT percentile holds, by bisection on the evaluator.
+   role's capacity when its flags hold (a decode role's judged at that rate), and for roles
+   whose TTFT depends on the rate (prefill, aggregated) the largest rate whose TTFT
+   percentile holds, by bisection on the evaluator. A
+   prefill role is held to the evaluator's planning rule for its part of TTFT
+   (``prefill_slo``: its percentile and budget, in a context whose SLO percentile is that one).
 3. Replicas of one template share arrivals evenly, so n of them serve n times the rate: per
    workload, kind, pool (and fed pool) an unbounded knapsack gives the best rate for every GPU
    count, and every split of each pool's GPUs over those buckets is tried: a workload serves
@@ -20,7 +23,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from aicpp_opt.evaluate.evaluation import evaluate_context
+from aicpp_opt.evaluate.evaluation import evaluate_context, prefill_slo
 from aicpp_opt.model.context import build_context
 from aicpp_opt.search.catalog import AGG_CHUNKS, PREFILL_BATCHES, PREFILL_CHUNKS
 from aicpp_opt.spec.enums import Framework, RoleKind
@@ -48,10 +51,15 @@ def _shapes(model, inst: Instance, pool) -> list[Shape]:
     return out
 
 
+def drafts_of(inst: Instance, wl) -> list[int]:
+    model = load_model(inst.model_of(wl))
+    return [d for d in inst.search.mtp_drafts if d == 0 or model.num_mtp_layers]
+
+
 def templates(inst: Instance, wl, modes) -> list[tuple[Role, str]]:
     """(role template, fed pool) of every plain role the modes allow."""
     model = load_model(inst.model_of(wl))
-    drafts = [d for d in inst.search.mtp_drafts if d == 0 or model.num_mtp_layers]
+    drafts = drafts_of(inst, wl)
     out = []
     for pool in inst.pools:
         for shape in _shapes(model, inst, pool):
@@ -97,6 +105,12 @@ def best_rate(ctxs, inst: Instance, wl, role: Role, feeds: str, framework) -> fl
     ctx = ctxs[wl.name]
     slo = wl.slo
     if role.role == RoleKind.PREFILL:
+        pct, budget = prefill_slo(ctx, max(drafts_of(inst, wl), default=0))
+        key = ("planning", wl.name)
+        if key not in ctxs:
+            planning = replace(wl, slo=replace(slo, percentile=pct))
+            ctxs[key] = build_context(inst, planning, framework=ctx.framework, tables=ctx.costs)
+        pctx = ctxs[key]
         partner = _placed(
             Role(RoleKind.DECODE, feeds, 1, (), Shape(), batch_per_gpu=1, workload=wl.name, id="d")
         )
@@ -104,10 +118,10 @@ def best_rate(ctxs, inst: Instance, wl, role: Role, feeds: str, framework) -> fl
         def at(rate):
             pre = _placed(replace(role, id="p", rate=rate))
             plan = Plan((pre, replace(partner, rate=rate)), framework)
-            ev = evaluate_context(ctx, plan)
+            ev = evaluate_context(pctx, plan)
             r = ev.roles[0]
             fits = all(m.fits for m in r.memory.values())
-            return fits and rate <= r.capacity and r.ttft.percentile <= slo.ttft, r.capacity
+            return fits and rate <= r.capacity and r.ttft.percentile <= budget, r.capacity
 
         cap = at(0.0)[1]
         return _largest_rate(lambda r: at(r)[0], cap)
@@ -119,10 +133,12 @@ def best_rate(ctxs, inst: Instance, wl, role: Role, feeds: str, framework) -> fl
                 Role(RoleKind.PREFILL, role.pool, 1, (), Shape(), chunk_tokens=1024, id="p")
             )
             pre = replace(pre, workload=wl.name)
-            ev = evaluate_context(ctx, Plan((pre, replace(tmpl, rate=0.0)), framework))
+            cap = evaluate_context(ctx, Plan((pre, replace(tmpl, rate=0.0)), framework))
+            cap = cap.roles[1].capacity
+            ev = evaluate_context(ctx, Plan((pre, replace(tmpl, rate=cap)), framework))
             r = ev.roles[1]
             ok = r.tpot.percentile <= slo.tpot and all(m.fits for m in r.memory.values())
-            best = max(best, r.capacity if ok else 0.0)
+            best = max(best, cap if ok else 0.0)
             continue
 
         def agg_at(rate, tmpl=tmpl):

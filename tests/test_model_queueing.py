@@ -1,6 +1,6 @@
 """Queueing: M/D/c exact at c = 1 and close to a discrete-event simulation at c > 1; the
 lock-step prefill batch queue (wait, and the percentile of wait + own forward) against a
-simulation of its own; the exponential-tail percentile against M/M/1."""
+simulation of its own; the load at which a share of arrivals waits for a seat."""
 
 import heapq
 import math
@@ -15,8 +15,8 @@ from aicpp_opt.model.queueing import (
     _forward_end_law,
     erlang_c,
     prefill_queue,
+    seat_load,
     ttft_queueing,
-    wait_quantile,
 )
 
 
@@ -140,8 +140,9 @@ def test_prefill_queue_saturates_and_idles():
     assert (idle.wait, idle.percentile) == (0.0, 0.1)
 
 
-def test_wait_percentile_of_an_exponential_tail():
-    """M/M/1 (rho 0.5, mean service 1): P(W > t) = rho exp(-(1 - rho) t), mean wait 1: the p90
-    is ln(5) / 0.5."""
-    assert wait_quantile(1.0, 0.5, 90) == pytest.approx(math.log(5) / 0.5)
-    assert wait_quantile(1.0, 0.05, 90) == 0.0
+def test_seat_load_inverts_erlang_c():
+    """One seat: Erlang C is the utilisation, so a 30% share waiting is a load of 0.3; many
+    seats run fuller at the same share (the Halfin-Whitt regime: 1024 seats at 1% near 93%)."""
+    assert seat_load(1, 0.3) == pytest.approx(0.3, rel=1e-8)
+    assert erlang_c(64, seat_load(64, 0.05)) == pytest.approx(0.05, rel=1e-6)
+    assert 0.92 < seat_load(1024, 0.01) / 1024 < 0.935

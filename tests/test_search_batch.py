@@ -1,7 +1,8 @@
 """No batch-grid loss: in the plans ``solve`` returns on the small shipped instance (each
 workload, and a mix), one more sequence per GPU on any decode role breaks a constraint in the
-evaluator (TPOT, memory, the search space's batch limit), and on an aggregated role it breaks
-one or does not raise the rate the role sustains within TTFT. And the closed loop withdraws a
+evaluator at the rate its seats then serve (TPOT, memory, the search space's batch limit),
+and on an aggregated role it breaks one or does not raise the rate the role sustains within
+TTFT. And the closed loop withdraws a
 family the replay rejects and solves again."""
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def test_one_more_sequence_per_gpu_breaks_a_constraint_or_gains_nothing(shares):
         if role.role == RoleKind.PREFILL:
             continue
         bigger = replace(role, batch_per_gpu=role.batch_per_gpu + 1)
+        if role.role == RoleKind.DECODE:  # at the capacity its seats give, as the MILP plans
+            alone = replace(plan, roles=(replace(bigger, rate=0.0),), routes=())
+            cap = evaluate_context(prob.contexts, alone).roles[0].capacity
+            bigger = replace(bigger, rate=cap)
         roles = tuple(bigger if r.id == role.id else r for r in plan.roles)
         ev = evaluate_context(prob.contexts, replace(plan, roles=roles))
         broken = {f.name for f in ev.flags if not f.ok}

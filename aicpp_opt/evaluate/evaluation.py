@@ -9,27 +9,39 @@ capacity), split in proportion to each role's capacity, and aggregated roles at 
 capacity. A prefill role's requests go to the decode roles its routes name (every decode role of
 its workload by default), in proportion to their rates.
 
-TTFT = the wait (lock-step prefill replicas; for aggregated roles the iteration in progress and
-the rank's prefill budget) + prefill compute + the KV transfer of the rank's batch over the link
-the placement gives. A P/D prefill role's percentile is read from the exact law of wait + own
-forward of its replicas' batch queue (``model.queueing.prefill_queue``); an aggregated role's
-adds the wait's percentile on an exponential tail to the fixed parts. TPOT's is per request
-(``model.steps``); a P/D decode role's at the batch its rate fills (Little's law, at most the
-configured batch: ``operating_batch``). A workload's TPOT percentile is that of its requests
-over the roles serving it (rate-weighted; a decode role's per-request TPOT is nearly constant,
-so its percentile stands for all its requests), its TTFT percentile the worst feeding role's,
-its means rate-weighted."""
+TTFT. P/D: the prefill replica's lock-step batch queue and forward (the exact law of
+``model.queueing.prefill_queue``), the KV transfer of the rank's batch over the link the
+placement gives, then on the decode replica the step in progress (a request joins at a step
+boundary, where its first token is emitted) and the wait for a free seat (M/D/c over its
+sequences: ``model.queueing.seat_wait``). Aggregated: the iteration in progress, the wait for
+the rank's prefill budget, the wait for one of the rank's seats, then the prompt's mixed
+iterations. A workload's TTFT percentile is read from the law of these independent parts
+(``model.delays``) over the paths its requests take (rate-weighted), not added up from the
+parts' percentiles.
+
+A P/D decode role's capacity is the rate at which at most ``SEAT_TAIL`` of the SLO's tail
+(1% of requests for a p90) waits for a seat, below the rate with every seat busy, where the
+wait grows without bound. The planner holds each prefill role's part (queue, forward, KV) to
+the rest of the tail and to the TTFT target less the longest decode step a TPOT-keeping role
+can have (``prefill_slo``), so that the joint percentile keeps the target (a union bound).
+
+TPOT's percentile is per request (``model.steps``); a P/D decode role's at the batch its rate
+fills (Little's law, at most the configured batch: ``operating_batch``). A workload's TPOT
+percentile is that of its requests over the roles serving it (rate-weighted; a decode role's
+per-request TPOT is nearly constant, so its percentile stands for all its requests), its means
+rate-weighted."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aicpp_opt.costs.curve import Latency
-from aicpp_opt.model.context import Context, build_context
+from aicpp_opt.model.context import Context, build_context, memoized
+from aicpp_opt.model.delays import Delay, Wait, percentile
 from aicpp_opt.model.forward import afd_domains, ffn_sets
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
-from aicpp_opt.model.queueing import prefill_queue, ttft_queueing, wait_quantile
+from aicpp_opt.model.queueing import prefill_queue, seat_load, seat_wait, ttft_queueing
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
 from aicpp_opt.model.schedule import OpCost, Step
 from aicpp_opt.model.steps import (
@@ -52,6 +64,9 @@ from aicpp_opt.spec.workload import Workload
 OVER_CAPACITY = 1e-6
 """Relative excess of a role's planned rate over its capacity that still counts as within it
 (the solver's tolerance)."""
+SEAT_TAIL = 0.1
+"""Share of the SLO's tail (1 - percentile / 100) a P/D decode role's seat wait may take: its
+capacity is the rate at which that share of its requests waits for a seat."""
 
 
 @dataclass(frozen=True)
@@ -65,19 +80,21 @@ class Flag:
 
 @dataclass(frozen=True)
 class Ttft:
-    """TTFT parts in seconds: mean wait before prefill starts, prefill compute, KV transfer,
-    and the SLO percentile of the total."""
+    """TTFT parts in seconds (means): the wait before prefill starts, prefill compute, KV
+    transfer, the wait for a decode seat (with the step in progress when the KV arrives); and
+    the SLO percentile of the total."""
 
     queueing: float
     prefill: float
     kv_transfer: float
     percentile: float
     kv_source: str = ""
+    seat: float = 0.0
 
     @property
     def total(self) -> float:
         """The mean."""
-        return self.queueing + self.prefill + self.kv_transfer
+        return self.queueing + self.prefill + self.kv_transfer + self.seat
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,9 @@ class RoleResult:
     filled_batch: float | None = None
     """A P/D decode role's sequences per GPU at its rate (``operating_batch``), where its TPOT is
     priced; ``step`` and ``capacity`` stay at the configured batch."""
+    seat: Delay | None = None
+    """A P/D decode role's part of its requests' TTFT: the step in progress when their KV
+    arrives and the wait for a seat."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +235,7 @@ def _latency_dict(value, p: str) -> dict | None:
         "queueing": value.queueing * 1e3,
         "prefill": value.prefill * 1e3,
         "kv_transfer": value.kv_transfer * 1e3,
+        "seat_wait": value.seat * 1e3,
         "kv_source": value.kv_source,
     }
 
@@ -244,7 +265,14 @@ def _role_dict(r: RoleResult) -> dict:
         "tpot_ms": _latency_dict(r.tpot, "percentile"),
         "ttft_ms": _latency_dict(r.ttft, "percentile"),
         "filled_batch_per_gpu": r.filled_batch,
+        "seat_wait_ms": None if r.seat is None else r.seat.mean * 1e3,
+        "seat_wait_share": None if r.seat is None else _waiting(r.seat),
     }
+
+
+def _waiting(delay: Delay) -> float:
+    """The share of requests that wait at all in ``delay``'s queues."""
+    return 1.0 - math.prod(1.0 - w.share for w in delay.waits)
 
 
 def decode_memory(ctx: Context, role: Role) -> dict[str, MemoryBreakdown]:
@@ -352,34 +380,68 @@ def agg_prefill_capacity(role: Role, workload: Workload, it: AggIteration) -> fl
     return role.replicas * role.shape.attn_dp / (budget_share * it.mixed.total)
 
 
-def agg_ttft(
+def agg_delay(
     ctx: Context, role: Role, mean_s: float, mixed_s: float, prefill_s: float, rate: float
-) -> Ttft:
+) -> Delay:
     """TTFT of an aggregated role at ``rate`` requests/s whose mean iteration takes ``mean_s``,
     a mixed one ``mixed_s`` and a prompt's prefill ``prefill_s``: the iteration in progress
-    (half a mean iteration), the wait for prefill budget (M/D/1 per attention-DP rank, a prompt
-    taking its share of a mixed iteration's budget), then its mixed iterations."""
+    (uniform over a mean iteration), the wait for prefill budget (M/D/1 per attention-DP rank, a
+    prompt taking its share of a mixed iteration's budget), the wait for one of the rank's seats
+    (M/D/c; a request holds its seat through its prefill and its decode), then its mixed
+    iterations."""
     wl = ctx.workload
-    ranks = role.replicas * role.shape.attn_dp
-    per_rank = rate / ranks
+    per_rank = rate / (role.replicas * role.shape.attn_dp)
     service = wl.new_prompt_tokens / role.chunk_tokens * mixed_s
-    queue = ttft_queueing(per_rank, service, 1)
-    p = wl.slo.percentile
-    pct = mean_s * p / 100 + wait_quantile(queue, per_rank * service, p) + prefill_s
-    return Ttft(mean_s / 2 + queue, prefill_s, 0.0, pct, "aggregated: KV stays")
+    budget = Wait(min(per_rank * service, 1.0), ttft_queueing(per_rank, service, 1))
+    hold = prefill_s + wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance) * mean_s
+    seats = max(1, int(role.batch_per_gpu * role.shape.attn_tp + 1e-9))
+    seat = seat_wait(per_rank, hold, seats, 1 / role.shape.attn_dp, wl.osl_cv**2)
+    return Delay(prefill_s, (), mean_s, (budget, seat))
+
+
+def _agg_ttft(delay: Delay, pct: float) -> Ttft:
+    """An aggregated role's TTFT parts and percentile from its ``agg_delay``."""
+    budget, seat = delay.waits
+    return Ttft(
+        delay.spread / 2 + budget.mean,
+        delay.fixed,
+        0.0,
+        percentile([(1.0, delay)], pct),
+        "aggregated: KV stays",
+        seat.mean,
+    )
 
 
 def prefill_ttft(
-    ctx: Context, role: Role, forwards: tuple[float, ...], rate: float, kv: Latency
+    ctx: Context,
+    role: Role,
+    forwards: tuple[float, ...],
+    rate: float,
+    kv: Latency,
+    pct: float | None = None,
 ) -> Ttft:
-    """TTFT of a P/D prefill role at ``rate`` requests/s, split evenly at random over its
+    """A P/D prefill role's part of TTFT at ``rate`` requests/s, split evenly at random over its
     replicas: the wait for a replica's lock-step forward and the forward itself
     (``model.queueing.prefill_queue`` over the forward times ``forwards`` by requests per
-    rank), then the KV transfer."""
-    q = prefill_queue(
-        rate / role.replicas, forwards, role.shape.attn_dp, ctx.workload.slo.percentile
-    )
+    rank), then the KV transfer; the percentile at ``pct`` (default: the SLO's)."""
+    q = _prefill_queue(ctx, role, forwards, rate, pct)
     return Ttft(q.wait, q.forward, kv.seconds, q.percentile + kv.seconds, kv.source)
+
+
+def _prefill_queue(ctx: Context, role: Role, forwards, rate: float, pct: float | None = None):
+    pct = ctx.workload.slo.percentile if pct is None else pct
+    return prefill_queue(rate / role.replicas, forwards, role.shape.attn_dp, pct)
+
+
+def prefill_slo(ctx: Context, drafts: int) -> tuple[float, float]:
+    """(percentile, seconds): what the planner holds a P/D prefill role's part of TTFT to. The
+    SLO's tail less the share ``SEAT_TAIL`` left to the decode seat wait; the TTFT target less
+    the longest step of a decode role that keeps the TPOT target with at most ``drafts`` MTP
+    drafts (the step in progress when the KV arrives). With the decode roles' capacities
+    (``decode_role_capacity``) this keeps the joint percentile within the target."""
+    slo = ctx.workload.slo
+    pct = 100 - (1 - SEAT_TAIL) * (100 - slo.percentile)
+    return pct, slo.ttft - slo.tpot * accepted_tokens(drafts, ctx.workload.mtp_acceptance)
 
 
 def prefill_capacity(role: Role, service: float) -> float:
@@ -387,20 +449,34 @@ def prefill_capacity(role: Role, service: float) -> float:
     return role.replicas * role.batch * role.shape.attn_dp / service
 
 
-def decode_rate_capacity(ctx: Context, role: Role, step: float) -> float:
-    """Requests/s a decode role finishes when full: sequences x accepted tokens per step /
-    (OSL x step)."""
-    seqs = role.replicas * role.batch_per_gpu * role.shape.attention_gpus
-    accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
-    return seqs * accepted / (ctx.workload.osl * step)
+def seat_hold(ctx: Context, role: Role, step: float) -> float:
+    """Seconds a sequence holds its decode seat: OSL / accepted tokens steps of ``step``."""
+    return ctx.workload.osl / accepted_tokens(role.mtp, ctx.workload.mtp_acceptance) * step
+
+
+def decode_seats(role: Role) -> int:
+    """Sequences one replica of a decode role runs at once (at least one)."""
+    return max(1, int(role.batch_per_gpu * role.shape.attention_gpus + 1e-9))
+
+
+def finish_capacity(ctx: Context, role: Role, step: float) -> float:
+    """Requests/s a decode-like role finishes with every seat busy: sequences x accepted tokens
+    per step / (OSL x step)."""
+    return (
+        role.replicas * role.batch_per_gpu * role.shape.attention_gpus / seat_hold(ctx, role, step)
+    )
+
+
+def decode_role_capacity(ctx: Context, role: Role, step: float) -> float:
+    """Requests/s a P/D decode role serves with at most ``SEAT_TAIL`` of the SLO's tail of its
+    requests waiting for a seat (Erlang C per replica, even split): below ``finish_capacity``,
+    where the wait grows without bound."""
+    share = SEAT_TAIL * (1 - ctx.workload.slo.percentile / 100)
+    return role.replicas * seat_load(decode_seats(role), share) / seat_hold(ctx, role, step)
 
 
 FILL_TOL = 1e-3
 """Relative precision of the filled batch."""
-FULL_SEATS = 0.98
-"""Share of a decode role's capacity from which its seat queue is noted: at 98% of 1024 seats
-(small_h200_16's decode replica) Erlang C puts the mean wait for a seat at 2% of a sequence's
-hold (0.35 s of its 17.6 s), at 99% at 6.4%, and it diverges at 100%."""
 
 
 def operating_batch(ctx: Context, role: Role, rate: float) -> float:
@@ -422,6 +498,20 @@ def operating_batch(ctx: Context, role: Role, rate: float) -> float:
     return b
 
 
+def decode_seat(ctx: Context, role: Role, rate: float, step: float) -> Delay:
+    """A P/D decode role's part of TTFT at ``rate`` requests/s (even split over replicas) and
+    steps of ``step``: the step in progress when a request's KV arrives, then the wait for a
+    seat."""
+    hold = seat_hold(ctx, role, step)
+    wait = seat_wait(rate / role.replicas, hold, decode_seats(role), 1.0, ctx.workload.osl_cv**2)
+    return Delay(0.0, (), step, (wait,))
+
+
+_steady_iteration = memoized(agg_iteration)
+"""``agg_iteration`` kept in the context's memo (keyed by the role without its rate, on which
+it does not depend): the same role evaluated at many rates prices its iteration once."""
+
+
 @dataclass
 class _Roles:
     """The roles of one workload being evaluated: steps, capacities, rates."""
@@ -434,14 +524,12 @@ def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
     """A decode or aggregated role's step, memory, capacity and TPOT (rate filled in later)."""
     gpus = role.gpus
     if role.role == RoleKind.AGG:
-        it = agg_iteration(ctx, role, role.batch_per_gpu)
+        it = _steady_iteration(ctx, replace(role, rate=None), role.batch_per_gpu)
         acc.iterations[role.id] = it
         accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
         mean = it.mean.total
         tpot = Tpot(mean / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it))
-        cap = min(
-            decode_rate_capacity(ctx, role, mean), agg_prefill_capacity(role, ctx.workload, it)
-        )
+        cap = min(finish_capacity(ctx, role, mean), agg_prefill_capacity(role, ctx.workload, it))
         return RoleResult(
             role.id,
             role.role,
@@ -455,7 +543,7 @@ def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
         )
     step = decode_step(ctx, role, role.batch_per_gpu)
     t = step.total / accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
-    cap = decode_rate_capacity(ctx, role, step.total)
+    cap = decode_role_capacity(ctx, role, step.total)
     return RoleResult(
         role.id,
         role.role,
@@ -505,6 +593,10 @@ def _routes(plan: Plan, pre: Role, rates: dict[str, float]) -> list[tuple[Role, 
     return [(d, rates[d.id] / total if total else 1.0 / len(targets)) for d in targets]
 
 
+Path = tuple[float, Delay, Ttft]
+"""A way requests take into a workload: requests/s, the law of their TTFT, its mean parts."""
+
+
 def _evaluate_workload(
     ctx: Context, prefill_ctx: Context, plan: Plan, name: str
 ) -> tuple[list[RoleResult], WorkloadResult, list[Flag]]:
@@ -527,67 +619,74 @@ def _evaluate_workload(
                 role.gpus,
             )
     rates = _rates(roles, acc.results)
-    flags: list[Flag] = []
-    results = []
-    for role in roles:
-        res = acc.results[role.id]
-        rate = rates[role.id]
-        ttft = res.ttft
+    results: dict[str, RoleResult] = {}
+    paths: list[Path] = []
+    for role in sorted(roles, key=lambda r: r.role == RoleKind.PREFILL):
+        res = replace(acc.results[role.id], rate=rates[role.id])
         if role.role == RoleKind.AGG:
             it = acc.iterations[role.id]
-            ttft = agg_ttft(ctx, role, it.mean.total, it.mixed.total, it.prefill_service, rate)
+            delay = agg_delay(
+                ctx, role, it.mean.total, it.mixed.total, it.prefill_service, res.rate
+            )
+            res = replace(res, ttft=_agg_ttft(delay, wl.slo.percentile))
+            paths.append((res.rate, delay, res.ttft))
         elif role.role == RoleKind.PREFILL:
             forwards = prefill_forwards(prefill_ctx, role, res.step)
-            ttft = _prefill_ttft(ctx, plan, role, forwards, rate, rates)
-        tpot, filled = res.tpot, None
-        if role.role == RoleKind.DECODE:
-            filled = operating_batch(ctx, role, rate)
+            ttft, more = _prefill_paths(ctx, plan, role, forwards, res.rate, rates, results)
+            res = replace(res, ttft=ttft)
+            paths += more
+        else:
+            filled = operating_batch(ctx, role, res.rate)
+            step = res.step.total
             if filled < role.batch_per_gpu:
-                t = per_token(ctx, role, decode_step_seconds(ctx, role, filled))
-                tpot = Tpot(t, t, t * accepted_tokens(role.mtp, wl.mtp_acceptance))
-        res = RoleResult(
-            res.role,
-            res.kind,
-            res.workload,
-            res.step,
-            res.memory,
-            rate,
-            res.capacity,
-            res.gpus,
-            tpot,
-            ttft,
-            filled,
-        )
-        results.append(res)
-        keeps = rate <= res.capacity * (1 + OVER_CAPACITY)
-        if role.role == RoleKind.AGG:
-            keeps = keeps and acc.iterations[role.id].keeps_up
-        if ttft is not None:
-            keeps = keeps and math.isfinite(ttft.queueing)
-        flags.append(
-            Flag(
-                f"{role.id} keeps up",
-                bool(keeps),
-                f"{rate:.2f} req/s of a capacity of {res.capacity:.2f} req/s",
-            )
-        )
-    result = _workload_result(wl, results)
-    return results, result, flags + _latency_flags(result, name)
+                step = decode_step_seconds(ctx, role, filled)
+                t = per_token(ctx, role, step)
+                res = replace(res, tpot=Tpot(t, t, step))
+            res = replace(res, filled_batch=filled, seat=decode_seat(ctx, role, res.rate, step))
+        results[role.id] = res
+    ordered = [results[r.id] for r in roles]
+    flags = [_keeps_up(ctx, role, res, acc) for role, res in zip(roles, ordered, strict=True)]
+    result = _workload_result(wl, ordered, paths)
+    return ordered, result, flags + _latency_flags(result, name)
 
 
-def _prefill_ttft(ctx, plan, role, forwards, rate, rates) -> Ttft:
-    """The TTFT of ``role``'s requests: its queue and forwards, and the KV transfer to the
-    decode roles it feeds (rate-weighted mean; the slowest link for the percentile)."""
+def _keeps_up(ctx: Context, role: Role, res: RoleResult, acc: _Roles) -> Flag:
+    keeps = res.rate <= res.capacity * (1 + OVER_CAPACITY)
+    if role.role == RoleKind.AGG:
+        keeps = keeps and acc.iterations[role.id].keeps_up
+    if res.ttft is not None:
+        keeps = keeps and math.isfinite(res.ttft.total)
+    reason = f"{res.rate:.2f} req/s of a capacity of {res.capacity:.2f} req/s"
+    if role.role == RoleKind.DECODE:
+        share = SEAT_TAIL * (1 - ctx.workload.slo.percentile / 100)
+        reason += (
+            f" (where {share:.1%} of its requests wait for a seat; "
+            f"{finish_capacity(ctx, role, res.step.total):.2f} with every seat busy)"
+        )
+    return Flag(f"{role.id} keeps up", bool(keeps), reason)
+
+
+def _prefill_paths(ctx, plan, role, forwards, rate, rates, results) -> tuple[Ttft, list[Path]]:
+    """The prefill role's part of its requests' TTFT (its queue and forwards, the KV transfer
+    to the decode roles it feeds: rate-weighted mean, the slowest link for the percentile), and
+    its requests' paths through each decode role it feeds."""
+    q = _prefill_queue(ctx, role, forwards, rate)
     routes = _routes(plan, role, rates)
-    kvs = [(kv_transfer(ctx, role, d.pool, kv_link_domains(role, d)), share) for d, share in routes]
-    worst = max(kvs, key=lambda pair: pair[0].seconds)[0]
-    mean_kv = sum(kv.seconds * share for kv, share in kvs)
-    t = prefill_ttft(ctx, role, forwards, rate, worst)
-    return Ttft(t.queueing, t.prefill, mean_kv, t.percentile, worst.source)
+    kvs = [(kv_transfer(ctx, role, d.pool, kv_link_domains(role, d)), d) for d, _ in routes]
+    worst = max((kv for kv, _ in kvs), key=lambda kv: kv.seconds)
+    mean_kv = sum(kv.seconds * share for (kv, _), (_, share) in zip(kvs, routes, strict=True))
+    paths = []
+    for (kv, d), (_, share) in zip(kvs, routes, strict=True):
+        seat = results[d.id].seat or Delay()
+        delay = Delay(kv.seconds, q.quantiles, seat.spread, seat.waits)
+        parts = Ttft(q.wait, q.forward, kv.seconds, math.nan, kv.source, seat.mean)
+        paths.append((rate * share, delay, parts))
+    own = Ttft(q.wait, q.forward, mean_kv, q.percentile + worst.seconds, worst.source)
+    return own, paths
 
 
-def mixture_percentile(values: list[float], weights: list[float], percentile: float) -> float:
-    """The ``percentile`` of requests split over roles in proportion to ``weights``, each
+def mixture_percentile(values: list[float], weights: list[float], pct: float) -> float:
+    """The ``pct`` percentile of requests split over roles in proportion to ``weights``, each
     role's requests all at its ``values`` entry (the worst value when no weight is given)."""
     total = sum(weights)
     if total <= 0:
@@ -595,34 +694,47 @@ def mixture_percentile(values: list[float], weights: list[float], percentile: fl
     share = 0.0
     for value, weight in sorted(zip(values, weights, strict=True)):
         share += weight / total
-        if share >= percentile / 100 - 1e-12:
+        if share >= pct / 100 - 1e-12:
             return value
     return max(values)
 
 
-def _workload_result(wl: Workload, results: list[RoleResult]) -> WorkloadResult:
+def _mean(values, weights) -> float:
+    total = sum(weights)
+    if total <= 0:
+        return sum(values) / len(values) if values else 0.0
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / total
+
+
+def _joint_percentile(paths: list[Path], pct: float) -> float:
+    """The TTFT percentile over ``paths`` (a lone path's own when it carries one; infinite when
+    no role takes the workload's new requests)."""
+    if not paths:
+        return math.inf
+    if len(paths) == 1 and not math.isnan(paths[0][2].percentile):
+        return paths[0][2].percentile
+    return percentile([(w, d) for w, d, _ in paths], pct)
+
+
+def _workload_result(wl: Workload, results: list[RoleResult], paths: list[Path]) -> WorkloadResult:
     serving = [r for r in results if r.kind != RoleKind.PREFILL]
-    feeding = [r for r in results if r.ttft is not None]
     arrival = sum(r.rate for r in serving)
-
-    def mean(values, weights):
-        total = sum(weights)
-        return sum(v * w for v, w in zip(values, weights, strict=True)) / total if total else 0.0
-
     rates = [r.rate for r in serving]
     p = wl.slo.percentile
     tpot = Tpot(
-        mean([r.tpot.mean for r in serving], rates),
+        _mean([r.tpot.mean for r in serving], rates),
         mixture_percentile([r.tpot.percentile for r in serving], rates, p),
         mixture_percentile([r.tpot.itl_percentile for r in serving], rates, p),
     )
-    frates = [r.rate for r in feeding]
+    weights = [w for w, _, _ in paths]
+    parts = [t for _, _, t in paths]
     ttft = Ttft(
-        mean([r.ttft.queueing for r in feeding], frates),
-        mean([r.ttft.prefill for r in feeding], frates),
-        mean([r.ttft.kv_transfer for r in feeding], frates),
-        max(r.ttft.percentile for r in feeding),
-        "; ".join(dict.fromkeys(r.ttft.kv_source for r in feeding)),
+        _mean([t.queueing for t in parts], weights),
+        _mean([t.prefill for t in parts], weights),
+        _mean([t.kv_transfer for t in parts], weights),
+        _joint_percentile(paths, p),
+        "; ".join(dict.fromkeys(t.kv_source for t in parts)),
+        _mean([t.seat for t in parts], weights),
     )
     agg_cap = sum(r.capacity for r in serving if r.kind == RoleKind.AGG)
     pre_cap = sum(r.capacity for r in results if r.kind == RoleKind.PREFILL)
@@ -653,7 +765,8 @@ def _latency_flags(w: WorkloadResult, name: str) -> list[Flag]:
             bool(ttft.percentile <= slo.ttft),
             f"TTFT {p} {ttft.percentile * 1e3:.1f} ms (mean {ttft.total * 1e3:.1f}: wait "
             f"{ttft.queueing * 1e3:.1f} + prefill {ttft.prefill * 1e3:.1f} + KV "
-            f"{ttft.kv_transfer * 1e3:.2f}) vs SLO {slo.ttft * 1e3:g} ms at {p}",
+            f"{ttft.kv_transfer * 1e3:.2f} + seat {ttft.seat * 1e3:.1f}) vs SLO "
+            f"{slo.ttft * 1e3:g} ms at {p}",
         ),
     ]
 
@@ -703,8 +816,9 @@ def evaluate_context(
     first = ctxs[plan.workloads[0]]
     notes = [
         f"framework {first.framework}; routing {first.routing.name}; TPOT and TTFT judged at "
-        f"the SLO percentile (per-request TPOT; a prefill replica's TTFT from its batch queue's "
-        "exact law, an aggregated rank's wait on an exponential tail)"
+        "the SLO percentile (per-request TPOT; TTFT from the law of its parts: a prefill "
+        "replica's batch queue exact, the waits for prefill budget and for seats on "
+        "exponential tails)"
     ]
     notes += [n for r in results for n in r.step.notes]
     notes += [
@@ -713,13 +827,6 @@ def evaluate_context(
         "there, capacity and the step breakdown at the configured batch"
         for r in results
         if r.filled_batch is not None and r.filled_batch < plan.role(r.role).batch_per_gpu
-    ]
-    notes += [
-        f"{r.role}: planned at {r.rate / r.capacity:.1%} of its seats: requests queue for a "
-        "free decode seat, a wait the TTFT above does not include and that grows with time "
-        "when the seats are fully loaded (docs/simulate.md; `aicpp-opt simulate` measures it)"
-        for r in results
-        if r.kind == RoleKind.DECODE and r.capacity > 0 and r.rate >= FULL_SEATS * r.capacity
     ]
     notes += _extrapolation_notes(results)
     for role in plan.roles:

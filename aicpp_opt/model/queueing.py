@@ -7,9 +7,12 @@
 
   with Wq(M/M/c) from the Erlang-C formula. For c = 1 the bracket is 1 and the formula is the
   exact Pollaczek-Khinchine M/D/1 wait. At rho >= 1 the queue is unstable: the wait is
-  infinite. ``wait_quantile`` puts an exponential tail on such a wait.
+  infinite.
 - ``prefill_queue``: a P/D prefill replica, a batch queue whose lock-step forwards last longer
-  the more requests they carry; exact (an embedded Markov chain), percentile included."""
+  the more requests they carry; exact (an embedded Markov chain), percentile included.
+- ``seat_wait``: the wait for a free seat of a continuous-batching replica (M/D/c over its
+  sequences, a sequence holding its seat for its whole decode); ``seat_load``: the load at which
+  a given share of arrivals waits for one."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import numpy as np
 from scipy.linalg import solve_banded
 from scipy.signal import fftconvolve
 from scipy.special import gammaincc, gammaln, pdtr
+
+from aicpp_opt.model.delays import NO_WAIT, Wait
 
 SATURATED = 1e-9
 """Utilisation within this of 1 is saturation (a fleet balanced on its prefill capacity sits at
@@ -57,6 +62,33 @@ def ttft_queueing(arrival_rate: float, service_time: float, servers: int) -> flo
     return 0.5 * wq_mmc * correction
 
 
+def seat_wait(
+    arrival_rate: float, hold: float, seats: int, arrival_cv2: float = 1.0, hold_cv2: float = 0.0
+) -> Wait:
+    """The wait for one of ``seats`` seats, each held ``hold`` seconds on average, at
+    ``arrival_rate`` requests/s: the Erlang-C share of arrivals that wait; the M/D/c mean scaled
+    by arrival_cv2 + hold_cv2 (the squared coefficients of variation of the gaps between
+    arrivals, 1 for Poisson, and of the hold: the Allen-Cunneen factor, which is 1 for
+    M/D/c)."""
+    if arrival_rate <= 0 or hold <= 0:
+        return NO_WAIT
+    mean = ttft_queueing(arrival_rate, hold, seats) * (arrival_cv2 + hold_cv2)
+    if not math.isfinite(mean):
+        return Wait(1.0, math.inf)
+    return Wait(float(erlang_c(seats, arrival_rate * hold)), float(mean))
+
+
+@lru_cache(maxsize=4096)
+def seat_load(seats: int, share: float) -> float:
+    """The offered load (arrival rate x hold) at which ``share`` of arrivals wait for one of
+    ``seats`` seats (Erlang C rises with the load), to a relative 1e-9."""
+    lo, hi = 0.0, float(seats)
+    while hi - lo > 1e-9 * hi:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if erlang_c(seats, mid) <= share else (lo, mid)
+    return lo
+
+
 MAX_STATES = 50_000
 """A chain needing more states than this belongs to a replica within a hair of saturation,
 where the wait is many forwards: reported as saturated (infinite)."""
@@ -74,32 +106,24 @@ def _poisson_pmf(k: np.ndarray, a: float) -> np.ndarray:
     return np.where(k >= 0, out, 0.0)
 
 
-def wait_quantile(mean_wait: float, p_wait: float, percentile: float) -> float:
-    """The ``percentile`` of a waiting time with mean ``mean_wait`` of which a share ``p_wait``
-    of requests wait at all, on an exponential tail (the M/M/c form): P(W > t) = p_wait x
-    exp(-t p_wait / mean_wait)."""
-    tail = 1.0 - percentile / 100
-    if mean_wait <= 0 or p_wait <= tail:
-        return 0.0
-    if not math.isfinite(mean_wait):
-        return math.inf
-    return mean_wait / p_wait * math.log(p_wait / tail)
-
-
 @dataclass(frozen=True)
 class PrefillQueue:
     """A request's path through a prefill replica (see ``prefill_queue``): the mean wait
     before its first forward starts, the share of requests that wait at all, the mean length
-    of its own forward, and the ``percentile`` of wait + own forward."""
+    of its own forward, the ``percentile`` of wait + own forward, and that law as ``GRID``
+    equally likely quantiles."""
 
     wait: float
     busy: float
     forward: float
     percentile: float
+    quantiles: tuple[float, ...]
 
 
 U_POINTS = 32
 """Points of the arrival's position within the forward in progress (midpoint rule)."""
+GRID = 256
+"""Quantiles kept of a prefill replica's law of wait + own forward."""
 
 
 @lru_cache(maxsize=4096)
@@ -123,12 +147,13 @@ def prefill_queue(
     full = batch * ranks
     seconds = np.array([forwards[(m - 1) // ranks] for m in range(1, full + 1)])
     if rate <= 0:
-        return PrefillQueue(0.0, 0.0, forwards[0], forwards[0])
+        return PrefillQueue(0.0, 0.0, forwards[0], forwards[0], (forwards[0],))
+    saturated = PrefillQueue(math.inf, 1.0, seconds[-1], math.inf, (math.inf,))
     if rate * seconds[-1] >= full * (1.0 - SATURATED):
-        return PrefillQueue(math.inf, 1.0, seconds[-1], math.inf)
+        return saturated
     law = _forward_end_law(rate, seconds)
     if law is None:
-        return PrefillQueue(math.inf, 1.0, seconds[-1], math.inf)
+        return saturated
     u = (np.arange(U_POINTS) + 0.5) / U_POINTS
     # forwards that left nobody waiting, by their size m (the idle replica's one request: m = 1);
     # their arrivals' law depends on m only through S(m), so they are pooled per rank count
@@ -155,12 +180,15 @@ def prefill_queue(
     total = weight.sum()
     order = np.argsort(value, kind="stable")
     cum = np.cumsum(weight[order]) / total
-    at = min(int(np.searchsorted(cum, percentile / 100)), len(cum) - 1)
+    levels = np.append((np.arange(GRID) + 0.5) / GRID, percentile / 100)
+    at = np.minimum(np.searchsorted(cum, levels), len(cum) - 1)
+    quantiles = value[order][at]
     return PrefillQueue(
         float(wait @ weight / total),
         float(1.0 - law[0] / total),
         float((value - wait) @ weight / total),
-        float(value[order][at]),
+        float(quantiles[-1]),
+        tuple(quantiles[:-1].tolist()),
     )
 
 

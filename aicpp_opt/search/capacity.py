@@ -4,15 +4,18 @@ functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
 
 - **decode** (plain or AFD): capacity grows with the batch (more sequences per step, the step
   growing slower than the batch), TPOT and memory grow with it too; so the best batch is the
-  largest that keeps the TPOT percentile and memory (bisection over integer sequences per
-  GPU, no grid), and the replica's rate is its capacity there.
+  largest that keeps the TPOT percentile (at the batch its capacity fills, as the evaluator
+  prices it) and memory (bisection over integer sequences per GPU, no grid), and the
+  replica's rate is its capacity there: the rate at which a tenth of
+  the SLO's tail waits for a seat (``evaluate.evaluation.decode_role_capacity``).
 - **agg** (plain or AFD units that prefill): the rate is min(decode capacity, prefill-budget
   capacity, the largest arrival rate whose TTFT percentile holds), which rises and then falls
   with the batch; it is maximised over integer batches up to the largest that keeps TPOT,
   memory and the prefill budget (a geometric scan, then the integers around its best).
 - **prefill**: the forward's time at 1..batch requests per rank; the rate is the largest at
-  which the lock-step batch queue's TTFT percentile (with the KV transfer to the pool it feeds)
-  holds, at most the replica's capacity.
+  which the lock-step batch queue's part of TTFT (with the KV transfer to the pool it feeds)
+  keeps ``evaluate.evaluation.prefill_slo`` (the rest of the tail, the target less the longest
+  TPOT-keeping decode step), at most the replica's capacity.
 
 Replicas share arrivals evenly (each an independent Poisson share), so n replicas sustain n
 times one replica's rate: the MILP's flow bounds are linear in the counts.
@@ -35,13 +38,16 @@ from dataclasses import dataclass, replace
 from aicpp_opt import deadline
 from aicpp_opt.errors import InputError
 from aicpp_opt.evaluate.evaluation import (
+    agg_delay,
     agg_prefill_capacity,
-    agg_ttft,
     decode_memory,
-    decode_rate_capacity,
+    decode_role_capacity,
+    finish_capacity,
     kv_transfer,
+    operating_batch,
     prefill_capacity,
     prefill_memory,
+    prefill_slo,
     prefill_ttft,
 )
 from aicpp_opt.model.context import Context
@@ -109,11 +115,12 @@ def memory_batch(ctx: Context, fam: Family, limit: int) -> int:
 
 Samples = dict[str, dict]
 """Per family key: ``{"mem": memory-limited batch, "b": {batch: sample}}``, what the op model
-gave at each batch, independent of the SLO targets (decode: [step, capacity]; aggregated:
-[mean, mixed and prefill seconds, keeps its prefill budget, TPOT percentile, decode capacity,
-prefill-budget capacity]; None where the tables do not cover the shape); prefill families:
-``{"service": forward seconds at 1..batch requests per rank}``. Kept across solves,
-so another TPOT or TTFT target re-settles from them."""
+gave at each batch, independent of the SLO targets (decode: [step, capacity, the step at the
+batch that capacity fills, added when first needed]; aggregated: [mean, mixed and prefill
+seconds, keeps its prefill budget, TPOT percentile, decode capacity, prefill-budget
+capacity]; None where the tables do not cover the shape); prefill families: ``{"service":
+forward seconds at 1..batch requests per rank}``. Kept across solves, so another TPOT or
+TTFT target re-settles from them."""
 
 
 class _Family:
@@ -145,11 +152,11 @@ class _Family:
                     it.prefill_service,
                     bool(it.keeps_up),
                     agg_tpot_percentile(ctx, role, it),
-                    decode_rate_capacity(ctx, role, it.mean.total),
+                    finish_capacity(ctx, role, it.mean.total),
                     agg_prefill_capacity(role, ctx.workload, it),
                 ]
             step = decode_step_seconds(ctx, role, batch)
-            return [step, decode_rate_capacity(ctx, role, step)]
+            return [step, decode_role_capacity(ctx, role, step)]
         except InputError:  # a shape the cost tables do not cover: never chosen
             return None
 
@@ -166,7 +173,16 @@ class _Family:
         tpot = self.ctx.workload.slo.tpot
         if self.agg:
             return bool(s[3]) and s[4] <= tpot
-        return s[0] / accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance) <= tpot
+        if len(s) == 2:
+            s.append(self._operating_step(batch, s))
+        return s[2] / accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance) <= tpot
+
+    def _operating_step(self, batch: int, s: list) -> float:
+        """The decode step at the batch the family's capacity fills (``operating_batch``), where
+        the evaluator prices its TPOT."""
+        role = _role(self.fam, batch)
+        filled = operating_batch(self.ctx, role, s[1])
+        return s[0] if filled >= batch else decode_step_seconds(self.ctx, role, filled)
 
     def step(self, batch: int) -> float:
         s = self.sample(batch)
@@ -194,25 +210,26 @@ class _Family:
                 self._rate[batch] = cap
             else:
                 ctx, role = self.ctx, _role(self.fam, batch)
-                self._rate[batch] = ttft_rate(
-                    lambda r: agg_ttft(ctx, role, s[0], s[1], s[2], r).percentile,
-                    ctx.workload.slo.ttft,
+                slo = ctx.workload.slo
+                tail = 1 - slo.percentile / 100
+                self._rate[batch] = largest_rate(
+                    lambda r: agg_delay(ctx, role, s[0], s[1], s[2], r).tail(slo.ttft) <= tail,
                     cap,
                 )
         return self._rate[batch]
 
 
-def ttft_rate(ttft: Callable[[float], float], slo: float, cap: float) -> float:
-    """The largest rate in [0, cap] whose TTFT percentile (``ttft``, rising with the rate)
-    stays within ``slo``, to a relative ``RATE_TOL``."""
-    if cap <= 0 or not ttft(cap * RATE_TOL) <= slo:
+def largest_rate(holds: Callable[[float], bool], cap: float) -> float:
+    """The largest rate in [0, cap] where ``holds`` (true up to some rate, then false), to a
+    relative ``RATE_TOL``."""
+    if cap <= 0 or not holds(cap * RATE_TOL):
         return 0.0
-    if ttft(cap) <= slo:
+    if holds(cap):
         return cap
     lo, hi = cap * RATE_TOL, cap
     while hi - lo > RATE_TOL * hi:
         mid = (lo + hi) / 2
-        if ttft(mid) <= slo:
+        if holds(mid):
             lo = mid
         else:
             hi = mid
@@ -293,16 +310,20 @@ def prefill_service(ctx: Context, fam: Family) -> tuple[float, ...]:
         return (math.inf,)
 
 
-def prefill_capacity_of(ctx: Context, fam: Family, forwards: tuple[float, ...]) -> Capacity:
-    """A prefill family's rate within TTFT (see the module doc)."""
+def prefill_capacity_of(
+    ctx: Context, fam: Family, forwards: tuple[float, ...], drafts: int
+) -> Capacity:
+    """A prefill family's rate within its part of TTFT (see the module doc)."""
     service = forwards[-1]
     if not math.isfinite(service):
         return NONE
     role = fam.role
     kv = kv_transfer(ctx, role, fam.feeds, kv_domains(ctx, fam))
     cap = prefill_capacity(role, service)
-    slo = ctx.workload.slo.ttft
-    rate = ttft_rate(lambda r: prefill_ttft(ctx, role, forwards, r, kv).percentile, slo, cap)
+    pct, budget = prefill_slo(ctx, drafts)
+    rate = largest_rate(
+        lambda r: prefill_ttft(ctx, role, forwards, r, kv, pct).percentile <= budget, cap
+    )
     return Capacity(rate, 0.0, service, "ttft" if rate < cap else "capacity")
 
 
@@ -329,11 +350,11 @@ computed."""
 
 
 def _settle_group(
-    ctx: Context, members: list[Family], limit: int, known: Known, samples: Samples
+    ctx: Context, members: list[Family], limit: int, known: Known, samples: Samples, drafts: int
 ) -> tuple[int, Capacity, int, Known, Samples]:
     """(index of the fastest member, its capacity, exact capacities computed, new knowledge,
-    the members' samples). The command's deadline is checked before each bound and exact
-    capacity computed."""
+    the members' samples); ``drafts``: the most MTP drafts of the decode roles prefill feeds.
+    The command's deadline is checked before each bound and exact capacity computed."""
     learnt: Known = {}
     mine: Samples = {f.key: samples.get(f.key, {}) for f in members}
 
@@ -362,7 +383,7 @@ def _settle_group(
             return Capacity(*hit[1]), 0
         deadline.check()
         if f.kind == RoleKind.PREFILL:
-            cap = prefill_capacity_of(ctx, f, service(f))
+            cap = prefill_capacity_of(ctx, f, service(f), drafts)
         else:
             cap = decode_capacity(_Family(ctx, f, mine[f.key]), limit)
         learnt[f.key] = [(known.get(f.key) or learnt[f.key])[0], cap.to_list()]
@@ -385,13 +406,13 @@ PARALLEL_FROM = 400
 over worker processes."""
 
 _WORK: tuple = ()
-"""(context, groups, limit, known, samples) handed to forked workers (inherited, never
+"""(context, groups, limit, known, samples, drafts) handed to forked workers (inherited, never
 pickled)."""
 
 
 def _settle_chunk(indices: list[int]) -> list[tuple]:
-    ctx, groups, limit, known, samples = _WORK
-    return [(g, *_settle_group(ctx, groups[g], limit, known, samples)) for g in indices]
+    ctx, groups, limit, known, samples, drafts = _WORK
+    return [(g, *_settle_group(ctx, groups[g], limit, known, samples, drafts)) for g in indices]
 
 
 def workers() -> int:
@@ -414,9 +435,11 @@ def settle(
     known: Known | None = None,
     progress: Progress | None = None,
     samples: Samples | None = None,
+    drafts: int = 0,
 ) -> Settled:
     """The fastest family per group (see the module doc), reusing ``known`` capacities and the
-    op model's ``samples`` (updated in place). Large catalogs are settled by forked worker
+    op model's ``samples`` (updated in place); prefill families are held to ``prefill_slo``
+    for decode roles with at most ``drafts`` MTP drafts. Large catalogs are settled by forked worker
     processes, groups spread over them largest first."""
     global _WORK
     known = known or {}
@@ -431,7 +454,7 @@ def settle(
     if n > 1 and fresh >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
         order = sorted(range(len(groups)), key=lambda g: -len(groups[g]))
         chunks = [order[i :: 4 * n] for i in range(4 * n)]
-        _WORK = (ctx, groups, limit, known, samples)
+        _WORK = (ctx, groups, limit, known, samples, drafts)
         try:
             results = []
             with mp.get_context("fork").Pool(n) as pool:
@@ -444,7 +467,7 @@ def settle(
     else:
         results = []
         for g, members in enumerate(groups):
-            results.append((g, *_settle_group(ctx, members, limit, known, samples)))
+            results.append((g, *_settle_group(ctx, members, limit, known, samples, drafts)))
             if progress:
                 progress(len(results), len(groups))
     best: dict[str, tuple[Family, Capacity]] = {}

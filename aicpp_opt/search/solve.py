@@ -20,7 +20,7 @@ from aicpp_opt.model.steps import accepted_tokens, decode_step_seconds
 from aicpp_opt.search import cache
 from aicpp_opt.search.build import chosen_order, plan_from
 from aicpp_opt.search.capacity import memory_batch, settle
-from aicpp_opt.search.catalog import Family, families
+from aicpp_opt.search.catalog import Family, families, mtp_drafts
 from aicpp_opt.search.formulation import (
     NoPlanError,
     Option,
@@ -98,7 +98,8 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
         if f.key not in banned and (prob.keep is None or prob.keep(f))
     ]
     timing.families += len(fams)
-    extra = {"max_batch_per_gpu": inst.search.max_batch_per_gpu}
+    drafts = max(mtp_drafts(ctx.model, inst), default=0)
+    extra = {"max_batch_per_gpu": inst.search.max_batch_per_gpu, "drafts": drafts}
     name = cache.key(ctx, extra)
     known = cache.load(name) or {}
     samples_name = cache.key(ctx, extra, slo_targets=False)
@@ -111,12 +112,12 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
             prob.progress(wl_name, done, total)
 
     try:
-        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples, drafts)
     except CACHE_DAMAGE:
         if not known and not samples:
             raise
         known, samples, seen = {}, {}, 0  # cache files not of the shape stored: recompute
-        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples)
+        settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples, drafts)
     if settled.exact or len(settled.known) > len(known):
         cache.store(name, settled.known)
         if len(samples) > seen or not known:

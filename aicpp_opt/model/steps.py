@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
+from scipy.optimize import brentq
+
 from aicpp_opt.model.context import Context
 from aicpp_opt.model.forward import Load, Span, forward
 from aicpp_opt.model.schedule import OpCost, Step, schedule, step_seconds
@@ -107,7 +109,9 @@ class AggIteration:
     probability ``rank_share`` = max(1 - exp(-prompts), demand / budget), ``prefill_tokens`` of
     them on average when it does. The ranks of a replica run in lock step (the MoE layer joins
     them), so a replica iteration is as long as its slowest rank's: mixed with probability
-    ``share`` = 1 - (1 - rank_share)^ranks. ``mean`` is the average iteration, ``mixed`` and
+    ``share`` = 1 - (1 - rank_share)^ranks when a prompt fits one iteration; a longer prompt's
+    consecutive mixed iterations also carry the other ranks' prompts that arrive meanwhile, so
+    then ``share`` follows ``chunked_share``. ``mean`` is the average iteration, ``mixed`` and
     ``decode_only`` the two kinds."""
 
     mean: Step
@@ -175,6 +179,33 @@ def agg_loads(ctx: Context, role: Role, batch_per_gpu: float) -> AggLoads:
     )
 
 
+def chunked_share(rate: float, chunks: int, t_dec: float, t_mix: float) -> float:
+    """Share of a replica's iterations that carry prefill when prompts arrive at ``rate`` per
+    second (Poisson, over all its ranks) and each holds its rank for ``chunks`` consecutive
+    mixed iterations of ``t_mix`` seconds (``t_dec``: an iteration without prefill). Prefills
+    on different ranks overlap, sharing mixed iterations, so the share of time with one in
+    progress is that of an M/G/inf queue being non-empty, 1 - exp(-rate x chunks x t_mix); the
+    share of iterations follows from the two durations."""
+    busy = 1.0 - math.exp(-rate * chunks * t_mix)
+    mixed = busy / t_mix
+    return mixed / (mixed + (1.0 - busy) / t_dec)
+
+
+def _chunked_steady_share(loads: AggLoads, ranks: int, t_dec: float, t_mix: float) -> float:
+    """``chunked_share`` at the arrival rate the steady state gives: ``loads.prompts`` per rank
+    per iteration, so ranks x prompts / mean iteration per second (a fixed point in the
+    share, which the mean iteration depends on)."""
+    per_iteration = ranks * loads.prompts
+
+    def excess(share: float) -> float:
+        mean = (1.0 - share) * t_dec + share * t_mix
+        return share - chunked_share(per_iteration / mean, loads.chunks, t_dec, t_mix)
+
+    if per_iteration <= 0:
+        return 0.0
+    return brentq(excess, 0.0, 1.0, xtol=1e-12)
+
+
 def agg_iteration(ctx: Context, role: Role, batch_per_gpu: float) -> AggIteration:
     """Steady state of an aggregated role at ``batch_per_gpu`` decode sequences per attention
     GPU (see ``AggIteration``)."""
@@ -182,6 +213,8 @@ def agg_iteration(ctx: Context, role: Role, batch_per_gpu: float) -> AggIteratio
     only = schedule(forward(ctx, role, loads.decode), ctx.pipeline)
     mixed = schedule(forward(ctx, role, loads.mixed), ctx.pipeline)
     share = loads.share
+    if loads.chunks > 1:
+        share = _chunked_steady_share(loads, role.shape.attn_dp, only.total, mixed.total)
     mean = merge([only, mixed], [1.0 - share, share], ["decode-only iterations", "with prefill"])
     note = (
         f"aggregated: a rank carries prefill in {loads.rank_share:.1%} of iterations "
@@ -203,14 +236,16 @@ def agg_iteration(ctx: Context, role: Role, batch_per_gpu: float) -> AggIteratio
 
 
 def agg_tpot_percentile(ctx: Context, role: Role, it: AggIteration) -> float:
-    """The SLO percentile of per-request TPOT of an aggregated role: its output's iterations
-    hold Binomial(n, share) mixed ones (normal approximation, clipped to [0, n])."""
+    """The SLO percentile of per-request TPOT of an aggregated role: its output's n iterations
+    hold n x share mixed ones on average, which come in runs of a prompt's ``chunks``
+    consecutive iterations, so their count varies as runs do: variance n x share x (1 -
+    share) x chunks (normal approximation, clipped to [0, n])."""
     wl = ctx.workload
     accepted = accepted_tokens(role.mtp, wl.mtp_acceptance)
     n = max(1.0, (wl.osl - 1) / accepted)
     z = NormalDist().inv_cdf(wl.slo.percentile / 100)
     s = it.share
-    mixed = min(n, max(0.0, n * s + z * math.sqrt(n * s * (1 - s))))
+    mixed = min(n, max(0.0, n * s + z * math.sqrt(n * s * (1 - s) * it.chunks)))
     t_dec, t_mix = it.decode_only.total, it.mixed.total
     return (t_dec * (n - mixed) + t_mix * mixed) / n / accepted
 

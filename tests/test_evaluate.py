@@ -98,9 +98,11 @@ def test_pwl_surrogate_agrees_with_measured_grid(nvl72):
 
 
 def test_cli_exits_3_on_a_plan_that_breaks_its_slo_and_writes_valid_json(tmp_path):
-    """The shipped agg plan at 32 sequences per GPU breaks its TPOT SLO."""
+    """The shipped agg plan with 32 sequences per GPU, all filled (no planned rate: it runs at
+    its capacity), breaks its TPOT SLO."""
     plan = json.loads((PLANS / "nvl72_agg.json").read_text())
     plan["roles"][0]["batch_per_gpu"] = 32
+    del plan["roles"][0]["rate"]
     path = tmp_path / "agg32.json"
     path.write_text(json.dumps(plan))
     out = tmp_path / "ev.json"

@@ -15,9 +15,10 @@ placement gives, then on the decode replica the step in progress (a request join
 boundary, where its first token is emitted) and the wait for a free seat (M/D/c over its
 sequences: ``model.queueing.seat_wait``). Aggregated: the iteration in progress, the wait for
 the rank's prefill budget, the wait for one of the rank's seats, then the prompt's mixed
-iterations. A workload's TTFT percentile is read from the law of these independent parts
-(``model.delays``) over the paths its requests take (rate-weighted), not added up from the
-parts' percentiles.
+iterations, all at the fill the rate reaches (``agg_filled_batch``: Little's law on a grid of
+fills; the configured batch is the rank's seats). A workload's TTFT percentile is read from
+the law of these independent parts (``model.delays``) over the paths its requests take
+(rate-weighted), not added up from the parts' percentiles.
 
 A P/D decode role's capacity is the rate at which at most ``SEAT_TAIL`` of the SLO's tail
 (1% of requests for a p90) waits for a seat, below the rate with every seat busy, where the
@@ -26,7 +27,8 @@ the rest of the tail and to the TTFT target less the longest decode step a TPOT-
 can have (``prefill_slo``), so that the joint percentile keeps the target (a union bound).
 
 TPOT's percentile is per request (``model.steps``); a P/D decode role's at the batch its rate
-fills (Little's law, at most the configured batch: ``operating_batch``). A workload's TPOT
+fills (Little's law, at most the configured batch: ``operating_batch``), an aggregated role's
+at its fill. A workload's TPOT
 percentile is that of its requests over the roles serving it (rate-weighted; a decode role's
 per-request TPOT is nearly constant, so its percentile stands for all its requests), its means
 rate-weighted."""
@@ -150,8 +152,9 @@ class RoleResult:
     tpot: Tpot | None = None
     ttft: Ttft | None = None
     filled_batch: float | None = None
-    """A P/D decode role's sequences per GPU at its rate (``operating_batch``), where its TPOT is
-    priced; ``step`` and ``capacity`` stay at the configured batch."""
+    """A P/D decode or aggregated role's sequences per GPU at its rate (``operating_batch``,
+    ``agg_filled_batch``), where its TPOT (and an aggregated role's TTFT) is priced; ``step``
+    and ``capacity`` stay at the configured batch."""
     seat: Delay | None = None
     """A P/D decode role's part of its requests' TTFT: the step in progress when their KV
     arrives and the wait for a seat."""
@@ -159,10 +162,15 @@ class RoleResult:
 
 @dataclass(frozen=True)
 class WorkloadResult:
+    """A workload's latencies and flow; ``late``: the share of its requests whose TTFT is over
+    the target (by the same law as the percentile), which the TTFT check compares with the
+    SLO's tail."""
+
     workload: Workload
     tpot: Tpot
     ttft: Ttft
     flow: Flow
+    late: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -374,39 +382,108 @@ def _memory_flags(roles: tuple[RoleResult, ...]) -> list[Flag]:
     return flags
 
 
-def agg_prefill_capacity(role: Role, workload: Workload, it: AggIteration) -> float:
-    """Requests/s an aggregated role's prefill budgets absorb when every iteration is mixed."""
-    budget_share = workload.new_prompt_tokens / role.chunk_tokens
-    return role.replicas * role.shape.attn_dp / (budget_share * it.mixed.total)
+_steady_iteration = memoized(agg_iteration)
 
 
-def agg_delay(
-    ctx: Context, role: Role, mean_s: float, mixed_s: float, prefill_s: float, rate: float
-) -> Delay:
-    """TTFT of an aggregated role at ``rate`` requests/s whose mean iteration takes ``mean_s``,
-    a mixed one ``mixed_s`` and a prompt's prefill ``prefill_s``: the iteration in progress
-    (uniform over a mean iteration), the wait for prefill budget (M/D/1 per attention-DP rank, a
-    prompt taking its share of a mixed iteration's budget), the wait for one of the rank's seats
-    (M/D/c; a request holds its seat through its prefill and its decode), then its mixed
-    iterations."""
+def agg_steady(ctx: Context, role: Role, filled: float) -> AggIteration:
+    """``model.steps.agg_iteration`` at ``filled`` sequences per GPU, kept in the context's memo
+    (keyed by the role without its rate, id and configured batch, on which it does not depend):
+    a role evaluated at many rates, or searched over many fills and batches, prices each
+    iteration once."""
+    return _steady_iteration(ctx, replace(role, rate=None, id="", batch_per_gpu=0.0), filled)
+
+
+def agg_hold(ctx: Context, role: Role, it: AggIteration) -> float:
+    """Seconds a request holds an aggregated rank's seat: its prefill, then OSL / accepted
+    tokens mean iterations."""
+    wl = ctx.workload
+    return it.prefill_service + wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance) * (
+        it.mean.total
+    )
+
+
+def agg_fill_rate(ctx: Context, role: Role, it: AggIteration, filled: float) -> float:
+    """Requests/s that keep ``filled`` sequences per GPU of an aggregated role running its
+    iterations ``it`` (Little's law over the seat's hold)."""
+    return role.replicas * role.shape.attention_gpus * filled / agg_hold(ctx, role, it)
+
+
+def agg_budget_rate(ctx: Context, role: Role, it: AggIteration) -> float:
+    """Requests/s an aggregated role's prefill budgets absorb with every iteration mixed: the
+    rate at which the wait for budget (``agg_delays``) grows without bound."""
+    share = ctx.workload.new_prompt_tokens / role.chunk_tokens
+    return role.replicas * role.shape.attn_dp / (share * it.mixed.total)
+
+
+FILL_STEP = 1 / 16
+"""The grid of an aggregated role's fills (sequences per GPU): iterations are priced at its
+points, so a role evaluated at many rates, or searched, reuses them."""
+
+
+def agg_fill(role: Role, k: int) -> float:
+    """The ``k``-th point of the fill grid (the configured batch at most)."""
+    return min(role.batch_per_gpu, k * FILL_STEP)
+
+
+def agg_fill_points(role: Role) -> int:
+    """Points of the fill grid up to the configured batch."""
+    return max(1, math.ceil(role.batch_per_gpu / FILL_STEP - 1e-9))
+
+
+def agg_filled_batch(ctx: Context, role: Role, rate: float) -> float:
+    """Sequences per GPU an aggregated role holds at ``rate`` requests/s: the smallest fill of
+    the grid whose rate (``agg_fill_rate`` at its own iterations) reaches ``rate`` (within the
+    solver's ``OVER_CAPACITY``; so at most ``FILL_STEP`` over the exact fill), the configured
+    batch when none does or no rate is given."""
+    top = agg_fill_points(role)
+    if rate <= 0:
+        return role.batch_per_gpu
+
+    def reaches(k: int) -> bool:
+        x = agg_fill(role, k)
+        return agg_fill_rate(ctx, role, agg_steady(ctx, role, x), x) >= rate * (1 - OVER_CAPACITY)
+
+    if not reaches(top):
+        return role.batch_per_gpu
+    lo, hi = 0, top
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    return agg_fill(role, hi)
+
+
+def agg_delays(
+    ctx: Context, role: Role, it: AggIteration, rate: float
+) -> list[tuple[float, Delay]]:
+    """TTFT of an aggregated role at ``rate`` requests/s running iterations ``it``, as (share of
+    requests, delay): the iteration in progress (a request lands in a mixed one with the share
+    of time mixed iterations take, then uniform over it; else over a decode-only one), the wait
+    for prefill budget (M/D/1 per attention-DP rank, a prompt taking its share of a mixed
+    iteration's budget), the wait for one of the rank's configured seats (a request holds its
+    seat through its prefill and its decode; round-robin arrivals over the ranks are that much
+    more regular than Poisson: ``model.queueing.seat_wait``), then its mixed iterations."""
     wl = ctx.workload
     per_rank = rate / (role.replicas * role.shape.attn_dp)
-    service = wl.new_prompt_tokens / role.chunk_tokens * mixed_s
+    service = wl.new_prompt_tokens / role.chunk_tokens * it.mixed.total
     budget = Wait(min(per_rank * service, 1.0), ttft_queueing(per_rank, service, 1))
-    hold = prefill_s + wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance) * mean_s
     seats = max(1, int(role.batch_per_gpu * role.shape.attn_tp + 1e-9))
+    hold = agg_hold(ctx, role, it)
     seat = seat_wait(per_rank, hold, seats, 1 / role.shape.attn_dp, wl.osl_cv**2)
-    return Delay(prefill_s, (), mean_s, (budget, seat))
+    in_mixed = it.share * it.mixed.total / it.mean.total
+    return [
+        (1.0 - in_mixed, Delay(it.prefill_service, (), it.decode_only.total, (budget, seat))),
+        (in_mixed, Delay(it.prefill_service, (), it.mixed.total, (budget, seat))),
+    ]
 
 
-def _agg_ttft(delay: Delay, pct: float) -> Ttft:
-    """An aggregated role's TTFT parts and percentile from its ``agg_delay``."""
-    budget, seat = delay.waits
+def _agg_ttft(delays: list[tuple[float, Delay]], pct: float) -> Ttft:
+    """An aggregated role's TTFT parts and percentile from its ``agg_delays``."""
+    budget, seat = delays[0][1].waits
     return Ttft(
-        delay.spread / 2 + budget.mean,
-        delay.fixed,
+        sum(w * d.spread / 2 for w, d in delays) + budget.mean,
+        delays[0][1].fixed,
         0.0,
-        percentile([(1.0, delay)], pct),
+        percentile(delays, pct),
         "aggregated: KV stays",
         seat.mean,
     )
@@ -469,10 +546,11 @@ def finish_capacity(ctx: Context, role: Role, step: float) -> float:
 
 def decode_role_capacity(ctx: Context, role: Role, step: float) -> float:
     """Requests/s a P/D decode role serves with at most ``SEAT_TAIL`` of the SLO's tail of its
-    requests waiting for a seat (Erlang C per replica, even split): below ``finish_capacity``,
-    where the wait grows without bound."""
+    requests waiting for a seat (Erlang C per replica: the router splits requests at random):
+    below ``finish_capacity``, where the wait grows without bound."""
     share = SEAT_TAIL * (1 - ctx.workload.slo.percentile / 100)
-    return role.replicas * seat_load(decode_seats(role), share) / seat_hold(ctx, role, step)
+    load = seat_load(decode_seats(role), share)
+    return role.replicas * load / seat_hold(ctx, role, step)
 
 
 FILL_TOL = 1e-3
@@ -507,11 +585,6 @@ def decode_seat(ctx: Context, role: Role, rate: float, step: float) -> Delay:
     return Delay(0.0, (), step, (wait,))
 
 
-_steady_iteration = memoized(agg_iteration)
-"""``agg_iteration`` kept in the context's memo (keyed by the role without its rate, on which
-it does not depend): the same role evaluated at many rates prices its iteration once."""
-
-
 @dataclass
 class _Roles:
     """The roles of one workload being evaluated: steps, capacities, rates."""
@@ -524,12 +597,8 @@ def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
     """A decode or aggregated role's step, memory, capacity and TPOT (rate filled in later)."""
     gpus = role.gpus
     if role.role == RoleKind.AGG:
-        it = _steady_iteration(ctx, replace(role, rate=None), role.batch_per_gpu)
+        it = agg_steady(ctx, role, role.batch_per_gpu)
         acc.iterations[role.id] = it
-        accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
-        mean = it.mean.total
-        tpot = Tpot(mean / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it))
-        cap = min(finish_capacity(ctx, role, mean), agg_prefill_capacity(role, ctx.workload, it))
         return RoleResult(
             role.id,
             role.role,
@@ -537,9 +606,9 @@ def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
             it.mean,
             decode_memory(ctx, role),
             0.0,
-            cap,
+            agg_fill_rate(ctx, role, it, role.batch_per_gpu),
             gpus,
-            tpot,
+            _agg_tpot(ctx, role, it),
         )
     step = decode_step(ctx, role, role.batch_per_gpu)
     t = step.total / accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
@@ -554,6 +623,13 @@ def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
         cap,
         gpus,
         Tpot(t, t, step.total),
+    )
+
+
+def _agg_tpot(ctx: Context, role: Role, it: AggIteration) -> Tpot:
+    accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
+    return Tpot(
+        it.mean.total / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it)
     )
 
 
@@ -624,12 +700,12 @@ def _evaluate_workload(
     for role in sorted(roles, key=lambda r: r.role == RoleKind.PREFILL):
         res = replace(acc.results[role.id], rate=rates[role.id])
         if role.role == RoleKind.AGG:
-            it = acc.iterations[role.id]
-            delay = agg_delay(
-                ctx, role, it.mean.total, it.mixed.total, it.prefill_service, res.rate
-            )
-            res = replace(res, ttft=_agg_ttft(delay, wl.slo.percentile))
-            paths.append((res.rate, delay, res.ttft))
+            filled = agg_filled_batch(ctx, role, res.rate)
+            it = acc.iterations[role.id] = agg_steady(ctx, role, filled)
+            delays = agg_delays(ctx, role, it, res.rate)
+            ttft = _agg_ttft(delays, wl.slo.percentile)
+            res = replace(res, tpot=_agg_tpot(ctx, role, it), ttft=ttft, filled_batch=filled)
+            paths += [(res.rate * w, d, ttft) for w, d in delays]
         elif role.role == RoleKind.PREFILL:
             forwards = prefill_forwards(prefill_ctx, role, res.step)
             ttft, more = _prefill_paths(ctx, plan, role, forwards, res.rate, rates, results)
@@ -707,13 +783,25 @@ def _mean(values, weights) -> float:
 
 
 def _joint_percentile(paths: list[Path], pct: float) -> float:
-    """The TTFT percentile over ``paths`` (a lone path's own when it carries one; infinite when
+    """The TTFT percentile over ``paths`` (one role's own when they are all its; infinite when
     no role takes the workload's new requests)."""
     if not paths:
         return math.inf
-    if len(paths) == 1 and not math.isnan(paths[0][2].percentile):
+    own = {id(parts) for _, _, parts in paths}
+    if len(own) == 1 and not math.isnan(paths[0][2].percentile):
         return paths[0][2].percentile
     return percentile([(w, d) for w, d, _ in paths], pct)
+
+
+def _late(paths: list[Path], target: float) -> float:
+    """The share of requests over ``paths`` whose TTFT exceeds ``target`` (all when no role
+    takes the workload's new requests)."""
+    total = sum(w for w, _, _ in paths)
+    if not paths:
+        return 1.0
+    if total <= 0:
+        return sum(d.tail(target) for _, d, _ in paths) / len(paths)
+    return sum(w * d.tail(target) for w, d, _ in paths) / total
 
 
 def _workload_result(wl: Workload, results: list[RoleResult], paths: list[Path]) -> WorkloadResult:
@@ -746,7 +834,7 @@ def _workload_result(wl: Workload, results: list[RoleResult], paths: list[Path])
         arrival * wl.osl,
         1.0 / tpot.mean if tpot.mean else 0.0,
     )
-    return WorkloadResult(wl, tpot, ttft, flow)
+    return WorkloadResult(wl, tpot, ttft, flow, _late(paths, wl.slo.ttft))
 
 
 def _latency_flags(w: WorkloadResult, name: str) -> list[Flag]:
@@ -762,11 +850,11 @@ def _latency_flags(w: WorkloadResult, name: str) -> list[Flag]:
         ),
         Flag(
             f"ttft {name}",
-            bool(ttft.percentile <= slo.ttft),
+            bool(w.late <= (1 - slo.percentile / 100) * (1 + OVER_CAPACITY)),
             f"TTFT {p} {ttft.percentile * 1e3:.1f} ms (mean {ttft.total * 1e3:.1f}: wait "
             f"{ttft.queueing * 1e3:.1f} + prefill {ttft.prefill * 1e3:.1f} + KV "
-            f"{ttft.kv_transfer * 1e3:.2f} + seat {ttft.seat * 1e3:.1f}) vs SLO "
-            f"{slo.ttft * 1e3:g} ms at {p}",
+            f"{ttft.kv_transfer * 1e3:.2f} + seat {ttft.seat * 1e3:.1f}; {w.late:.1%} of "
+            f"requests over the target) vs SLO {slo.ttft * 1e3:g} ms at {p}",
         ),
     ]
 

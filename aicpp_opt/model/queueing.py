@@ -10,9 +10,9 @@
   infinite.
 - ``prefill_queue``: a P/D prefill replica, a batch queue whose lock-step forwards last longer
   the more requests they carry; exact (an embedded Markov chain), percentile included.
-- ``seat_wait``: the wait for a free seat of a continuous-batching replica (M/D/c over its
-  sequences, a sequence holding its seat for its whole decode); ``seat_load``: the load at which
-  a given share of arrivals waits for one."""
+- ``seat_wait``: the wait for a free seat of a continuous-batching replica (GI/G/c over its
+  sequences, a sequence holding its seat for its whole decode); ``seat_load``: the load at
+  which a given share of Poisson arrivals waits for one."""
 
 from __future__ import annotations
 
@@ -57,31 +57,52 @@ def ttft_queueing(arrival_rate: float, service_time: float, servers: int) -> flo
     if rho >= 1.0 - SATURATED:
         return math.inf
     wq_mmc = erlang_c(servers, offered) * service_time / (servers * (1.0 - rho))
-    c = servers
-    correction = 1.0 + (1.0 - rho) * (c - 1) * (math.sqrt(4 + 5 * c) - 2) / (16 * rho * c)
-    return 0.5 * wq_mmc * correction
+    return 0.5 * wq_mmc * _cosmetatos(servers, rho)
+
+
+def _cosmetatos(c: int, rho: float) -> float:
+    """Cosmetatos's correction of half the M/M/c wait to M/D/c's (1 at one server)."""
+    return 1.0 + (1.0 - rho) * (c - 1) * (math.sqrt(4 + 5 * c) - 2) / (16 * rho * c)
+
+
+def wait_share(seats: int, offered: float, arrival_cv2: float = 1.0) -> float:
+    """Share of arrivals that wait for one of ``seats`` seats at ``offered`` load (arrival rate
+    x mean hold), arrivals whose gaps have squared coefficient of variation ``arrival_cv2``:
+    Erlang C for Poisson arrivals (1); for more regular ones Erlang C at the load whose spare
+    capacity in the Halfin-Whitt scaling, (1 - rho) sqrt(c), is divided by sqrt(arrival_cv2)
+    (round-robin over 8 ranks at 88% of 6 seats: 27% wait, simulated 27%, Erlang C 69%). The
+    holds' variability barely changes the share (M/D/c waits about as often as M/M/c)."""
+    rho = offered / seats
+    if rho >= 1.0:
+        return 1.0
+    if arrival_cv2 <= 0:
+        return 0.0
+    rho_eq = 1.0 - (1.0 - rho) / math.sqrt(min(arrival_cv2, 1.0))
+    return erlang_c(seats, rho_eq * seats) if rho_eq > 0 else 0.0
 
 
 def seat_wait(
     arrival_rate: float, hold: float, seats: int, arrival_cv2: float = 1.0, hold_cv2: float = 0.0
 ) -> Wait:
     """The wait for one of ``seats`` seats, each held ``hold`` seconds on average, at
-    ``arrival_rate`` requests/s: the Erlang-C share of arrivals that wait; the M/D/c mean scaled
-    by arrival_cv2 + hold_cv2 (the squared coefficients of variation of the gaps between
-    arrivals, 1 for Poisson, and of the hold: the Allen-Cunneen factor, which is 1 for
-    M/D/c)."""
+    ``arrival_rate`` requests/s: ``wait_share`` of arrivals wait, exponentially, with the M/M/c
+    mean of those that wait scaled by (arrival_cv2 + hold_cv2) / 2 (Allen-Cunneen) and by
+    Cosmetatos's M/D/c correction."""
     if arrival_rate <= 0 or hold <= 0:
         return NO_WAIT
-    mean = ttft_queueing(arrival_rate, hold, seats) * (arrival_cv2 + hold_cv2)
-    if not math.isfinite(mean):
+    offered = arrival_rate * hold
+    rho = offered / seats
+    if rho >= 1.0 - SATURATED:
         return Wait(1.0, math.inf)
-    return Wait(float(erlang_c(seats, arrival_rate * hold)), float(mean))
+    share = float(wait_share(seats, offered, arrival_cv2))
+    factor = (arrival_cv2 + hold_cv2) / 2 * _cosmetatos(seats, rho)
+    return Wait(share, share * factor * hold / (seats * (1.0 - rho)))
 
 
 @lru_cache(maxsize=4096)
 def seat_load(seats: int, share: float) -> float:
-    """The offered load (arrival rate x hold) at which ``share`` of arrivals wait for one of
-    ``seats`` seats (Erlang C rises with the load), to a relative 1e-9."""
+    """The offered load (arrival rate x hold) at which ``share`` of Poisson arrivals wait for
+    one of ``seats`` seats (Erlang C rises with the load), to a relative 1e-9."""
     lo, hi = 0.0, float(seats)
     while hi - lo > 1e-9 * hi:
         mid = (lo + hi) / 2

@@ -8,10 +8,12 @@ functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
   prices it) and memory (bisection over integer sequences per GPU, no grid), and the
   replica's rate is its capacity there: the rate at which a tenth of
   the SLO's tail waits for a seat (``evaluate.evaluation.decode_role_capacity``).
-- **agg** (plain or AFD units that prefill): the rate is min(decode capacity, prefill-budget
-  capacity, the largest arrival rate whose TTFT percentile holds), which rises and then falls
-  with the batch; it is maximised over integer batches up to the largest that keeps TPOT,
-  memory and the prefill budget (a geometric scan, then the integers around its best).
+- **agg** (plain or AFD units that prefill): priced at the batch its rate fills
+  (``evaluate.evaluation.agg_filled_batch``), so its configured batch is only its seats: more
+  of them shorten the wait for one at the same fill, and the memory-limited batch is best. The
+  rate is at most the one that fills the largest point of the fill grid keeping TPOT and the
+  prefill budget, and within it the largest keeping TTFT (bisections over the grid and the
+  rate).
 - **prefill**: the forward's time at 1..batch requests per rank; the rate is the largest at
   which the lock-step batch queue's part of TTFT (with the KV transfer to the pool it feeds)
   keeps ``evaluate.evaluation.prefill_slo`` (the rest of the tail, the target less the longest
@@ -38,11 +40,15 @@ from dataclasses import dataclass, replace
 from aicpp_opt import deadline
 from aicpp_opt.errors import InputError
 from aicpp_opt.evaluate.evaluation import (
-    agg_delay,
-    agg_prefill_capacity,
+    agg_budget_rate,
+    agg_delays,
+    agg_fill,
+    agg_fill_points,
+    agg_fill_rate,
+    agg_filled_batch,
+    agg_steady,
     decode_memory,
     decode_role_capacity,
-    finish_capacity,
     kv_transfer,
     operating_batch,
     prefill_capacity,
@@ -53,7 +59,6 @@ from aicpp_opt.evaluate.evaluation import (
 from aicpp_opt.model.context import Context
 from aicpp_opt.model.steps import (
     accepted_tokens,
-    agg_iteration,
     agg_tpot_percentile,
     decode_step_seconds,
     prefill_forwards,
@@ -116,24 +121,22 @@ def memory_batch(ctx: Context, fam: Family, limit: int) -> int:
 Samples = dict[str, dict]
 """Per family key: ``{"mem": memory-limited batch, "b": {batch: sample}}``, what the op model
 gave at each batch, independent of the SLO targets (decode: [step, capacity, the step at the
-batch that capacity fills, added when first needed]; aggregated: [mean, mixed and prefill
-seconds, keeps its prefill budget, TPOT percentile, decode capacity, prefill-budget
-capacity]; None where the tables do not cover the shape); prefill families: ``{"service":
-forward seconds at 1..batch requests per rank}``. Kept across solves, so another TPOT or
-TTFT target re-settles from them."""
+batch that capacity fills, added when first needed]; aggregated: [mean iteration, the rate
+that fills every seat, the prefill budgets' rate]; None where the tables do not cover the
+shape); prefill families: ``{"service": forward seconds at 1..batch requests per rank}``. Kept
+across solves, so another TPOT or TTFT target re-settles from them."""
 
 
 class _Family:
     """One decode-like family evaluated at integer batches: samples from the op model (shared
-    with the cache), and from them whether a batch keeps TPOT (and, aggregated, the prefill
-    budget), its capacity, and on demand its rate within TTFT."""
+    with the cache), and from them a decode family's capacity and whether a batch keeps TPOT,
+    an aggregated family's bound."""
 
     def __init__(self, ctx: Context, fam: Family, samples: dict):
         self.ctx, self.fam = ctx, fam
         self.agg = fam.kind == RoleKind.AGG
         self.samples = samples
         self.at = samples.setdefault("b", {})
-        self._rate: dict[int, float] = {}
 
     def sample(self, batch: int) -> list | None:
         key = str(batch)
@@ -145,16 +148,9 @@ class _Family:
         ctx, role = self.ctx, _role(self.fam, batch)
         try:
             if self.agg:
-                it = agg_iteration(ctx, role, batch)
-                return [
-                    it.mean.total,
-                    it.mixed.total,
-                    it.prefill_service,
-                    bool(it.keeps_up),
-                    agg_tpot_percentile(ctx, role, it),
-                    finish_capacity(ctx, role, it.mean.total),
-                    agg_prefill_capacity(role, ctx.workload, it),
-                ]
+                it = agg_steady(ctx, role, batch)
+                fill = agg_fill_rate(ctx, role, it, batch)
+                return [it.mean.total, fill, agg_budget_rate(ctx, role, it)]
             step = decode_step_seconds(ctx, role, batch)
             return [step, decode_role_capacity(ctx, role, step)]
         except InputError:  # a shape the cost tables do not cover: never chosen
@@ -171,8 +167,6 @@ class _Family:
         if s is None:
             return False
         tpot = self.ctx.workload.slo.tpot
-        if self.agg:
-            return bool(s[3]) and s[4] <= tpot
         if len(s) == 2:
             s.append(self._operating_step(batch, s))
         return s[2] / accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance) <= tpot
@@ -188,35 +182,11 @@ class _Family:
         s = self.sample(batch)
         return math.inf if s is None else s[0]
 
-    def capacity(self, batch: int) -> float:
-        s = self.sample(batch)
-        if s is None:
-            return 0.0
-        return min(s[5], s[6]) if self.agg else s[1]
-
-    def decode_capacity(self, batch: int) -> float:
-        """Requests/s the decode side finishes at ``batch`` (the aggregated role's prefill
-        budget and TTFT ignored): rises with the batch."""
-        s = self.sample(batch)
-        if s is None:
-            return 0.0
-        return s[5] if self.agg else s[1]
-
     def rate(self, batch: int) -> float:
-        """Requests/s within the SLO terms at ``batch`` (aggregated: TTFT bounds it too)."""
-        if batch not in self._rate:
-            s, cap = self.sample(batch), self.capacity(batch)
-            if s is None or not self.agg:
-                self._rate[batch] = cap
-            else:
-                ctx, role = self.ctx, _role(self.fam, batch)
-                slo = ctx.workload.slo
-                tail = 1 - slo.percentile / 100
-                self._rate[batch] = largest_rate(
-                    lambda r: agg_delay(ctx, role, s[0], s[1], s[2], r).tail(slo.ttft) <= tail,
-                    cap,
-                )
-        return self._rate[batch]
+        """Requests/s at ``batch``: a decode family's capacity, an aggregated family's rate
+        that fills all its seats (an upper bound on its rate within the SLO terms)."""
+        s = self.sample(batch)
+        return 0.0 if s is None else s[1]
 
 
 def largest_rate(holds: Callable[[float], bool], cap: float) -> float:
@@ -236,41 +206,52 @@ def largest_rate(holds: Callable[[float], bool], cap: float) -> float:
     return lo
 
 
-def _scan_points(hi: int) -> list[int]:
-    out, b = [], 1
-    while b < hi:
-        out.append(b)
-        b = max(b + 1, int(b * 1.5))
-    return [*out, hi]
+def agg_capacity(f: _Family, top: int) -> Capacity:
+    """An aggregated family at ``top`` sequences per GPU (more seats only shorten the wait for
+    one at the same fill, so the memory-limited batch is best): the largest point of the fill
+    grid whose TPOT percentile and prefill budget hold (bisection over the grid), then the
+    largest rate up to the one that fills it whose TTFT percentile holds at the fill that rate
+    reaches (``evaluate.evaluation.agg_filled_batch``)."""
+    ctx, role = f.ctx, _role(f.fam, top)
+    slo = ctx.workload.slo
+    tail = 1 - slo.percentile / 100
 
+    def keeps(k: int) -> bool:
+        it = agg_steady(ctx, role, agg_fill(role, k))
+        return bool(it.keeps_up) and agg_tpot_percentile(ctx, role, it) <= slo.tpot
 
-def _best_agg(f: _Family, hi: int) -> int:
-    """The batch in [1, hi] with the highest rate (``hi`` keeps TPOT and the budget): a
-    geometric scan, then a ternary search between the best point's neighbours."""
-    grid = _scan_points(hi)
-    best = max(grid, key=f.rate)
-    i = grid.index(best)
-    lo, up = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    while up - lo > 3:
-        m1, m2 = lo + (up - lo) // 3, up - (up - lo) // 3
-        if f.rate(m1) < f.rate(m2):
-            lo = m1
-        else:
-            up = m2
-    return max(range(lo, up + 1), key=lambda b: (f.rate(b), -b))
+    def within_ttft(rate: float) -> bool:
+        it = agg_steady(ctx, role, agg_filled_batch(ctx, role, rate))
+        return sum(w * d.tail(slo.ttft) for w, d in agg_delays(ctx, role, it, rate)) <= tail
+
+    try:
+        k = _largest(keeps, 1, agg_fill_points(role))
+        if k < 1:
+            return replace(NONE, limit="tpot")
+        filled = agg_fill(role, k)
+        it = agg_steady(ctx, role, filled)
+        cap = agg_fill_rate(ctx, role, it, filled)
+        rate = largest_rate(within_ttft, cap)
+        if rate <= 0:
+            return replace(NONE, limit="ttft")
+        why = "ttft" if rate < cap else "tpot" if filled < top else "seats"
+        return Capacity(rate, top, it.mean.total, why)
+    except InputError:  # a shape the cost tables do not cover: never chosen
+        return NONE
 
 
 def decode_bound(f: _Family, limit: int) -> float:
-    """An upper bound on the family's rate: its decode capacity at the memory-limited batch
-    (capacity rises with the batch; TPOT and TTFT only lower the rate); aggregated, also its
-    prefill-budget capacity at batch 1 (which falls with the batch)."""
+    """An upper bound on the family's rate: its rate at the memory-limited batch (capacity
+    rises with the batch; TPOT and TTFT only lower the rate; aggregated: the rate that fills
+    every seat). Aggregated, also: below one sequence per GPU the rate that fills it, above it
+    the prefill budgets' rate at one (which falls as the fill grows), the larger of the two."""
     b_mem = f.memory_batch(limit)
     if b_mem < 1:
         return 0.0
-    bound = f.decode_capacity(b_mem)
+    bound = f.rate(b_mem)
     if f.agg:
-        first = f.sample(1)
-        return 0.0 if first is None else min(bound, first[6])
+        one = f.sample(1)
+        return 0.0 if one is None else min(bound, max(one[1], one[2]))
     return bound
 
 
@@ -279,14 +260,11 @@ def decode_capacity(f: _Family, limit: int) -> Capacity:
     b_mem = f.memory_batch(limit)
     if b_mem < 1:
         return replace(NONE, limit="memory")
+    if f.agg:
+        return agg_capacity(f, b_mem)
     hi = _largest(f.keeps, 1, b_mem)
     if hi < 1:
         return replace(NONE, limit="tpot at batch 1")
-    if f.agg:
-        batch = _best_agg(f, hi)
-        rate = f.rate(batch)
-        why = "ttft" if rate < f.capacity(batch) else "capacity"
-        return Capacity(rate, batch, f.step(batch), why)
     why = "max batch" if hi == limit else "memory" if hi == b_mem else "tpot"
     return Capacity(f.rate(hi), hi, f.step(hi), why)
 

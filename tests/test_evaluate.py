@@ -172,3 +172,20 @@ def test_decode_capacity_keeps_seat_headroom_the_simulator_confirms(nvl72):
     over, sim_over = at(0.995 * full)
     assert not next(f for f in over.flags if f.name == "decode keeps up").ok
     assert over.workloads[0].ttft.percentile > sim_over > 1.5 * sim_held
+
+
+@pytest.mark.parametrize("load", [0.7, 0.9])
+def test_aggregated_tpot_at_its_fill_matches_the_simulator(nvl72, load):
+    """nvl72_agg serving coding-relaxed at 70% and 90% of its capacity: the evaluator prices the
+    role at the fill its rate reaches (well under its 6 seats per GPU), and its TPOT p90 is the
+    request-level simulator's within 10%."""
+    plan = load_plan(PLANS / "nvl72_agg.json", nvl72)
+    roles = tuple(replace(r, workload="coding-relaxed", rate=None) for r in plan.roles)
+    cap = evaluate(replace(plan, roles=roles), nvl72).roles[0].capacity
+    at = replace(plan, roles=tuple(replace(r, rate=load * cap) for r in roles))
+    ev = evaluate(at, nvl72)
+    assert ev.roles[0].filled_batch < 0.9 * plan.roles[0].batch_per_gpu
+    sim = simulate_plan(at, nvl72, duration_s=300, seed=0, warmup_s=100)
+    assert ev.workloads[0].tpot.percentile == pytest.approx(
+        sim.workloads["coding-relaxed"].slo_tpot, rel=0.10
+    )

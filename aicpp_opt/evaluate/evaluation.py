@@ -12,13 +12,13 @@ its workload by default), in proportion to their rates.
 TTFT. P/D: the prefill replica's lock-step batch queue and forward (the exact law of
 ``model.queueing.prefill_queue``), the KV transfer of the rank's batch over the link the
 placement gives, then on the decode replica the step in progress (a request joins at a step
-boundary, where its first token is emitted) and the wait for a free seat (M/D/c over its
-sequences: ``model.queueing.seat_wait``). Aggregated: the iteration in progress, the wait for
-the rank's prefill budget, the wait for one of the rank's seats, then the prompt's mixed
-iterations, all at the fill the rate reaches (``agg_filled_batch``: Little's law on a grid of
-fills; the configured batch is the rank's seats). A workload's TTFT percentile is read from
-the law of these independent parts (``model.delays``) over the paths its requests take
-(rate-weighted), not added up from the parts' percentiles.
+boundary, where its first token is emitted) and the wait for a free seat (Erlang C over its
+sequences, a heavy-traffic mean: ``model.queueing.seat_wait``). Aggregated: the iteration in
+progress, the wait for the rank's prefill budget, the wait for one of the rank's seats, then
+the prompt's mixed iterations, all at the fill the rate reaches (``agg_filled_batch``: Little's
+law on a grid of fills; the configured batch is the rank's seats). A workload's TTFT
+percentile is read from the law of these independent parts (``model.delays``) over the paths
+its requests take (rate-weighted), not added up from the parts' percentiles.
 
 A P/D decode role's capacity is the rate at which at most ``SEAT_TAIL`` of the SLO's tail
 (1% of requests for a p90) waits for a seat, below the rate with every seat busy, where the
@@ -28,10 +28,9 @@ can have (``prefill_slo``), so that the joint percentile keeps the target (a uni
 
 TPOT's percentile is per request (``model.steps``); a P/D decode role's at the batch its rate
 fills (Little's law, at most the configured batch: ``operating_batch``), an aggregated role's
-at its fill. A workload's TPOT
-percentile is that of its requests over the roles serving it (rate-weighted; a decode role's
-per-request TPOT is nearly constant, so its percentile stands for all its requests), its means
-rate-weighted."""
+at its fill. A workload's TPOT percentile is that of its requests over the roles serving it
+(rate-weighted; a decode role's per-request TPOT is nearly constant, so its percentile stands
+for all its requests), its means rate-weighted."""
 
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field, replace
 
 from aicpp_opt.costs.curve import Latency
 from aicpp_opt.model.context import Context, build_context, memoized
-from aicpp_opt.model.delays import Delay, Wait, percentile
+from aicpp_opt.model.delays import Delay, Wait, percentile, share_over
 from aicpp_opt.model.forward import afd_domains, ffn_sets
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
 from aicpp_opt.model.queueing import prefill_queue, seat_load, seat_wait, ttft_queueing
@@ -748,16 +747,16 @@ def _prefill_paths(ctx, plan, role, forwards, rate, rates, results) -> tuple[Ttf
     its requests' paths through each decode role it feeds."""
     q = _prefill_queue(ctx, role, forwards, rate)
     routes = _routes(plan, role, rates)
-    kvs = [(kv_transfer(ctx, role, d.pool, kv_link_domains(role, d)), d) for d, _ in routes]
-    worst = max((kv for kv, _ in kvs), key=lambda kv: kv.seconds)
-    mean_kv = sum(kv.seconds * share for (kv, _), (_, share) in zip(kvs, routes, strict=True))
+    kvs = [kv_transfer(ctx, role, d.pool, kv_link_domains(role, d)) for d, _ in routes]
+    worst = max(kvs, key=lambda kv: kv.seconds)
+    mean_kv = sum(kv.seconds * share for kv, (_, share) in zip(kvs, routes, strict=True))
     paths = []
-    for (kv, d), (_, share) in zip(kvs, routes, strict=True):
+    for kv, (d, share) in zip(kvs, routes, strict=True):
         seat = results[d.id].seat or Delay()
         delay = Delay(kv.seconds, q.quantiles, seat.spread, seat.waits)
         parts = Ttft(q.wait, q.forward, kv.seconds, math.nan, kv.source, seat.mean)
         paths.append((rate * share, delay, parts))
-    own = Ttft(q.wait, q.forward, mean_kv, q.percentile + worst.seconds, worst.source)
+    own = replace(prefill_ttft(ctx, role, forwards, rate, worst), kv_transfer=mean_kv)
     return own, paths
 
 
@@ -796,12 +795,7 @@ def _joint_percentile(paths: list[Path], pct: float) -> float:
 def _late(paths: list[Path], target: float) -> float:
     """The share of requests over ``paths`` whose TTFT exceeds ``target`` (all when no role
     takes the workload's new requests)."""
-    total = sum(w for w, _, _ in paths)
-    if not paths:
-        return 1.0
-    if total <= 0:
-        return sum(d.tail(target) for _, d, _ in paths) / len(paths)
-    return sum(w * d.tail(target) for w, d, _ in paths) / total
+    return share_over([(w, d) for w, d, _ in paths], target) if paths else 1.0
 
 
 def _workload_result(wl: Workload, results: list[RoleResult], paths: list[Path]) -> WorkloadResult:

@@ -115,19 +115,32 @@ def _tail(x: np.ndarray, spread: float, terms: list[tuple[float, float]]) -> np.
     return np.where(x <= 0, 1.0, area / spread)
 
 
-def percentile(paths: list[tuple[float, Delay]], pct: float, tol: float = 1e-7) -> float:
-    """The ``pct`` percentile of a delay over (weight, path) pairs (weights: the requests/s
-    taking each path; all equal when none is positive); infinite when the paths whose
-    delay is infinite carry the tail."""
+Paths = list[tuple[float, Delay]]
+"""(weight, delay) pairs: the requests/s taking each path (all equal when none is positive)."""
+
+
+def _shares(paths: Paths) -> Paths:
+    """``paths`` with their weights as shares of the requests."""
     total = sum(w for w, _ in paths)
-    pairs = [(w / total if total > 0 else 1 / len(paths), d) for w, d in paths]
+    return [(w / total if total > 0 else 1 / len(paths), d) for w, d in paths]
+
+
+def share_over(paths: Paths, t: float) -> float:
+    """The share of requests over ``paths`` whose delay exceeds ``t``."""
+    return sum(w * d.tail(t) for w, d in _shares(paths))
+
+
+def percentile(paths: Paths, pct: float, tol: float = 1e-7) -> float:
+    """The ``pct`` percentile of a delay over ``paths``; infinite when the paths whose delay is
+    infinite carry the tail."""
+    pairs = _shares(paths)
     target = 1.0 - pct / 100
     if sum(w for w, d in pairs if not d.finite) >= target:
         return math.inf
     pairs = [(w, d) for w, d in pairs if w > 0]
 
     def excess(t: float) -> float:
-        return sum(w * d.tail(t) for w, d in pairs) - target
+        return share_over(pairs, t) - target
 
     lo, hi = 0.0, max(d.mean for _, d in pairs if d.finite) + 1e-9
     while excess(hi) > 0:

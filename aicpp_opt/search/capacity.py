@@ -6,8 +6,8 @@ functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
   growing slower than the batch), TPOT and memory grow with it too; so the best batch is the
   largest that keeps the TPOT percentile (at the batch its capacity fills, as the evaluator
   prices it) and memory (bisection over integer sequences per GPU, no grid), and the
-  replica's rate is its capacity there: the rate at which a tenth of
-  the SLO's tail waits for a seat (``evaluate.evaluation.decode_role_capacity``).
+  replica's rate is its capacity there: the rate at which a tenth of the SLO's tail waits for
+  a seat (``evaluate.evaluation.decode_role_capacity``).
 - **agg** (plain or AFD units that prefill): priced at the batch its rate fills
   (``evaluate.evaluation.agg_filled_batch``), so its configured batch is only its seats: more
   of them shorten the wait for one at the same fill, and the memory-limited batch is best. The
@@ -57,6 +57,7 @@ from aicpp_opt.evaluate.evaluation import (
     prefill_ttft,
 )
 from aicpp_opt.model.context import Context
+from aicpp_opt.model.delays import share_over
 from aicpp_opt.model.steps import (
     accepted_tokens,
     agg_tpot_percentile,
@@ -222,7 +223,7 @@ def agg_capacity(f: _Family, top: int) -> Capacity:
 
     def within_ttft(rate: float) -> bool:
         it = agg_steady(ctx, role, agg_filled_batch(ctx, role, rate))
-        return sum(w * d.tail(slo.ttft) for w, d in agg_delays(ctx, role, it, rate)) <= tail
+        return share_over(agg_delays(ctx, role, it, rate), slo.ttft) <= tail
 
     try:
         k = _largest(keeps, 1, agg_fill_points(role))

@@ -25,16 +25,19 @@ times one replica's rate: the MILP's flow bounds are linear in the counts.
 Families that take the same GPU blocks for the same role kind (and feed the same pool) are
 interchangeable to the solver, so only the fastest of each such group is kept. The groups are
 settled by bound: a family's rate at its memory-limited batch bounds its rate from above; bounds
-are computed for every family, exact rates in decreasing bound order until no remaining bound
-beats the best exact rate (``exact`` counts them)."""
+are computed for every family, then best first: an aggregated family on top has its bound
+tightened a step by its mean iteration against TPOT (``agg_tpot_bounds``), any other its
+exact rate computed, until no remaining bound beats the best exact rate (``exact`` counts
+them)."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import multiprocessing as mp
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from aicpp_opt import deadline
@@ -114,6 +117,40 @@ def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     return good
 
 
+def first_over(value: Callable[[int], float], target: float, lo: int, hi: int) -> Iterator[int]:
+    """The smallest integer in [lo, hi] where ``value`` (non-decreasing; ``inf`` allowed)
+    exceeds ``target``, hi + 1 when none does, searched one evaluation at a time: each step
+    yields the smallest integer known so far to exceed it (hi + 1 while none is), the last
+    step the answer. Interpolation between the bracket's ends, where the op model's times are
+    near linear in the batch, with a bisection step whenever an interpolated step left more
+    than half the bracket."""
+    v_bad = value(hi) if hi >= lo else -math.inf
+    if v_bad <= target:
+        yield hi + 1
+        return
+    yield hi
+    v_good = value(lo)
+    if v_good > target:
+        yield lo
+        return
+    good, bad = lo, hi
+    interpolate = True
+    while bad - good > 1:
+        width = bad - good
+        if interpolate and math.isfinite(v_bad):
+            guess = good + (target - v_good) / (v_bad - v_good) * width
+            mid = min(bad - 1, max(good + 1, round(guess)))
+        else:
+            mid = (good + bad) // 2
+        v = value(mid)
+        if v <= target:
+            good, v_good = mid, v
+        else:
+            bad, v_bad = mid, v
+        interpolate = not interpolate or 2 * (bad - good) <= width
+        yield bad
+
+
 def memory_batch(ctx: Context, fam: Family, limit: int) -> int:
     """The largest batch per GPU whose memory fits (0: not even one sequence)."""
     return _largest(lambda b: _fits(ctx, fam, b), 1, limit)
@@ -178,6 +215,14 @@ class _Family:
         role = _role(self.fam, batch)
         filled = operating_batch(self.ctx, role, s[1])
         return s[0] if filled >= batch else decode_step_seconds(self.ctx, role, filled)
+
+    def mean_tpot(self, batch: int) -> float:
+        """An aggregated family's mean iteration at ``batch`` per accepted token: at an SLO
+        percentile of 50 or more its TPOT percentile is at least this
+        (``model.steps.agg_tpot_percentile``)."""
+        s = self.sample(batch)
+        accepted = accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance)
+        return math.inf if s is None else s[0] / accepted
 
     def step(self, batch: int) -> float:
         s = self.sample(batch)
@@ -249,11 +294,26 @@ def decode_bound(f: _Family, limit: int) -> float:
     b_mem = f.memory_batch(limit)
     if b_mem < 1:
         return 0.0
-    bound = f.rate(b_mem)
-    if f.agg:
-        one = f.sample(1)
-        return 0.0 if one is None else min(bound, max(one[1], one[2]))
-    return bound
+    if not f.agg:
+        return f.rate(b_mem)
+    one = f.sample(1)
+    return 0.0 if one is None else min(f.rate(b_mem), max(one[1], one[2]))
+
+
+def agg_tpot_bounds(f: _Family, limit: int) -> Iterator[float]:
+    """Ever tighter bounds on an aggregated family's rate, one op-model evaluation each, for a
+    family that ``decode_bound`` ranks high: no fill at or above the first integer batch whose
+    mean iteration breaks TPOT keeps TPOT (``_Family.mean_tpot``; the mean iteration grows
+    with the fill), so the rate is at most the one that fills the smallest batch known to
+    break it (``first_over``); the last bound is the rate at the first that does."""
+    bound = decode_bound(f, limit)
+    slo = f.ctx.workload.slo
+    if bound <= 0 or slo.percentile < 50:
+        yield bound
+        return
+    b_mem = f.memory_batch(limit)
+    for over in first_over(f.mean_tpot, slo.tpot, 1, b_mem):
+        yield min(bound, f.rate(min(b_mem, over)))
 
 
 def decode_capacity(f: _Family, limit: int) -> Capacity:
@@ -314,18 +374,20 @@ def group_key(fam: Family) -> tuple:
 @dataclass
 class Settled:
     """The fastest family of each group with its capacity; how many families and exact
-    capacities; and what was learnt per family (``Known``), for the cache."""
+    capacities; what was learnt per family (``Known``), for the cache, and how many of its
+    entries this settling added or tightened."""
 
     best: dict[str, tuple[Family, Capacity]]
     families: int
     exact: int
     known: dict[str, list]
+    updated: int
 
 
 Known = dict[str, list]
-"""Per family key: [bound, exact capacity as a list or None]; reused across solves, so a
-subset of the catalog (one mode, another budget) is settled from what an earlier solve
-computed."""
+"""Per family key: [bound, exact capacity as a list or None, whether the bound is the
+tightest computed before the exact capacity]; reused across solves, so a subset of the
+catalog (one mode, another budget) is settled from what an earlier solve computed."""
 
 
 def _settle_group(
@@ -333,9 +395,14 @@ def _settle_group(
 ) -> tuple[int, Capacity, int, Known, Samples]:
     """(index of the fastest member, its capacity, exact capacities computed, new knowledge,
     the members' samples); ``drafts``: the most MTP drafts of the decode roles prefill feeds.
-    The command's deadline is checked before each bound and exact capacity computed."""
+    Best first: the member with the highest bound has its bound tightened a step (aggregated
+    families) or its exact capacity computed, until no bound beats the best exact rate. The
+    command's deadline is checked before each bound and exact capacity computed."""
     learnt: Known = {}
     mine: Samples = {f.key: samples.get(f.key, {}) for f in members}
+
+    def entry(f: Family) -> list | None:
+        return learnt.get(f.key) or known.get(f.key)
 
     def service(f: Family) -> tuple[float, ...]:
         s = mine[f.key]
@@ -343,21 +410,37 @@ def _settle_group(
             s["service"] = prefill_service(ctx, f)
         return tuple(s["service"])
 
-    def bound_of(f: Family) -> float:
-        if f.key in known:
-            return known[f.key][0]
+    def bound_of(f: Family) -> tuple[float, bool]:
+        """(bound, whether it is the tightest before the exact capacity)."""
+        hit = entry(f)
+        if hit is not None:
+            return hit[0], bool(hit[2])
         deadline.check()
         if f.kind == RoleKind.PREFILL:
             t = service(f)[-1]
-            value = prefill_capacity(f.role, t) if math.isfinite(t) else 0.0
+            value, tight = (prefill_capacity(f.role, t) if math.isfinite(t) else 0.0), True
         else:
-            value = decode_bound(_Family(ctx, f, mine[f.key]), limit)
-        learnt[f.key] = [value, None]
-        return value
+            value, tight = decode_bound(_Family(ctx, f, mine[f.key]), limit), f.kind != RoleKind.AGG
+        learnt[f.key] = [value, None, tight]
+        return value, tight
+
+    steps: dict[int, Iterator[float]] = {}
+
+    def tighten(i: int) -> tuple[float, bool]:
+        """One step of an aggregated member's ``agg_tpot_bounds``: (bound, whether it is the
+        last)."""
+        f, (bound, capacity, _) = members[i], entry(members[i])
+        deadline.check()
+        if i not in steps:
+            steps[i] = agg_tpot_bounds(_Family(ctx, f, mine[f.key]), limit)
+        value = next(steps[i], None)
+        tight = value is None
+        learnt[f.key] = [bound if tight else min(bound, value), capacity, tight]
+        return learnt[f.key][0], tight
 
     def exact_of(f: Family) -> tuple[Capacity, int]:
         """The capacity, and 1 when it had to be computed."""
-        hit = known.get(f.key) or learnt.get(f.key)
+        hit = entry(f)
         if hit is not None and hit[1] is not None:
             return Capacity(*hit[1]), 0
         deadline.check()
@@ -365,14 +448,20 @@ def _settle_group(
             cap = prefill_capacity_of(ctx, f, service(f), drafts)
         else:
             cap = decode_capacity(_Family(ctx, f, mine[f.key]), limit)
-        learnt[f.key] = [(known.get(f.key) or learnt[f.key])[0], cap.to_list()]
+        learnt[f.key] = [entry(f)[0], cap.to_list(), True]
         return cap, 1
 
-    bounds = sorted(((bound_of(f), i) for i, f in enumerate(members)), key=lambda t: (-t[0], t[1]))
+    heap = [(-b, not tight, i) for i, (b, tight) in enumerate(map(bound_of, members))]
+    heapq.heapify(heap)
     top, best, exact = 0, NONE, 0
-    for bound, i in bounds:
-        if bound <= best.rate or bound <= 0:
+    while heap:
+        bound, loose, i = heapq.heappop(heap)
+        if -bound <= best.rate or -bound <= 0:
             break
+        if loose:
+            value, tight = tighten(i)
+            heapq.heappush(heap, (-value, not tight, i))
+            continue
         cap, computed = exact_of(members[i])
         exact += computed
         if cap.rate > best.rate:
@@ -456,4 +545,5 @@ def settle(
         samples.update(seen)
         if cap.rate > 0:
             best[groups[g][i].key] = (groups[g][i], cap)
-    return Settled(best, count, sum(r[3] for r in results), learnt)
+    updated = sum(len(r[4]) for r in results)
+    return Settled(best, count, sum(r[3] for r in results), learnt, updated)

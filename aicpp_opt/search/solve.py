@@ -103,8 +103,8 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     name = cache.key(ctx, extra)
     known = cache.load(name) or {}
     samples_name = cache.key(ctx, extra, slo_targets=False)
-    samples = {} if known else cache.load(samples_name) or {}
-    seen = len(samples)
+    complete = all(f.key in known for f in fams)  # then the op model's samples are not needed
+    samples = {} if complete else cache.load(samples_name) or {}
     report = None
     if prob.progress is not None:
 
@@ -116,11 +116,11 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     except CACHE_DAMAGE:
         if not known and not samples:
             raise
-        known, samples, seen = {}, {}, 0  # cache files not of the shape stored: recompute
+        known, samples, complete = {}, {}, False  # cache files of another shape: recompute
         settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples, drafts)
-    if settled.exact or len(settled.known) > len(known):
+    if settled.updated:
         cache.store(name, settled.known)
-        if len(samples) > seen or not known:
+        if not complete:
             cache.store(samples_name, samples)
     else:
         timing.cached += 1

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(f"{name} (exit {res.exit_code}): {res.output.strip()[-2000:]}")
                     continue
                 data = json.loads(out.read_text())
-                rep = (data["replay"] or {}).get("tpot_ms")
+                rep = (data["replay"] or {}).get("tpot_mean_ms")
                 print(
                     f"{Path(path).stem:<18}{wl.name:<22}{data['evaluated']['tpot_ms']:9.2f}"
                     f"{'-' if rep is None else f'{rep:.2f}':>8}{time.perf_counter() - t0:6.0f}"

@@ -33,7 +33,7 @@ def test_replay_command_on_a_shipped_plan(tmp_path):
     res = CliRunner().invoke(main, [*AFD_PLAN, "--json"])
     got = json.loads(res.output)
     assert got["gpus_used"] == 40 and "flow-level" in got["simulator"]
-    assert got["tok_s_per_user"] == pytest.approx(1e3 / got["tpot_ms"])
+    assert got["tok_s_per_user"] == pytest.approx(1e3 / got["tpot_mean_ms"])
 
 
 def test_bad_astra_path_exits_2_after_the_builtin_result(tmp_path):
@@ -109,6 +109,6 @@ def test_solve_mode_afd_on_the_small_instance(tmp_path, replay):
         assert data["replay"] is None
         assert [r["checker"] for r in data["rounds"]] == ["simulation"]
         return
-    assert data["rounds"][0]["checker"] == "replay" and data["replay"]["tpot_ms"] > 0
+    assert data["rounds"][0]["checker"] == "replay" and data["replay"]["tpot_mean_ms"] > 0
     for r in data["replay"]["roles"]:  # both kinds of iteration replayed as the AFD unit
         assert r["mixed_step_ms"] > r["step_ms"] > 0

@@ -191,10 +191,14 @@ def chunked_share(rate: float, chunks: int, t_dec: float, t_mix: float) -> float
     return mixed / (mixed + (1.0 - busy) / t_dec)
 
 
-def _chunked_steady_share(loads: AggLoads, ranks: int, t_dec: float, t_mix: float) -> float:
-    """``chunked_share`` at the arrival rate the steady state gives: ``loads.prompts`` per rank
+def steady_share(loads: AggLoads, ranks: int, t_dec: float, t_mix: float) -> float:
+    """Share of an aggregated replica's iterations that carry prefill, given its decode-only
+    and mixed iterations' durations: the loads' own share when a prompt fits one chunk, else
+    ``chunked_share`` at the arrival rate the steady state gives: ``loads.prompts`` per rank
     per iteration, so ranks x prompts / mean iteration per second (a fixed point in the
     share, which the mean iteration depends on)."""
+    if loads.chunks <= 1:
+        return loads.share
     per_iteration = ranks * loads.prompts
 
     def excess(share: float) -> float:
@@ -212,9 +216,7 @@ def agg_iteration(ctx: Context, role: Role, batch_per_gpu: float) -> AggIteratio
     loads = agg_loads(ctx, role, batch_per_gpu)
     only = schedule(forward(ctx, role, loads.decode), ctx.pipeline)
     mixed = schedule(forward(ctx, role, loads.mixed), ctx.pipeline)
-    share = loads.share
-    if loads.chunks > 1:
-        share = _chunked_steady_share(loads, role.shape.attn_dp, only.total, mixed.total)
+    share = steady_share(loads, role.shape.attn_dp, only.total, mixed.total)
     mean = merge([only, mixed], [1.0 - share, share], ["decode-only iterations", "with prefill"])
     note = (
         f"aggregated: a rank carries prefill in {loads.rank_share:.1%} of iterations "

@@ -12,9 +12,12 @@ What the replay takes from where (it shares inputs with the evaluator, never its
 - **Ops.** The op model (``aicpp_opt.model.forward``) of each forward, built here from the
   plan and the same cost tables; ``replay.build`` turns its ops into the graph: compute at the
   tables' durations, communication as bytes the simulator times.
-- **Decode.** One step of replica 0 at the plan's batch (decode roles); for aggregated roles a
-  decode-only and a prefill-carrying iteration, mixed in the steady state's proportion (the
-  workload model of ``model.steps``). TPOT = step / accepted tokens per step (MTP).
+- **Decode.** One step of replica 0 at its operating point: the batch the plan's rate fills
+  (Little's law over the op model's steps, the same operating point the evaluator prices; the
+  configured batch when the plan gives no rate). For aggregated roles a decode-only and a
+  prefill-carrying iteration, mixed in the steady state's proportion computed from the two
+  replayed durations (``model.steps.steady_share``). Mean TPOT = step / accepted tokens per
+  step (MTP); the replay has no arrivals, so no percentile.
 - **Prefill.** Replica 0's forwards over its chunks, one after another, then its batch's KV
   from each attention rank's first GPU to the decode attention GPUs (round robin). The replay
   has no arrivals: queueing is the request-level simulator's business, not the network's.
@@ -30,11 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aicpp_opt.errors import InputError
+from aicpp_opt.evaluate.evaluation import agg_filled_batch, operating_batch
 from aicpp_opt.model.context import Context, build_context
 from aicpp_opt.model.forward import Load, Span, forward
 from aicpp_opt.model.memory import kv_bytes_per_token, kv_layers
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
-from aicpp_opt.model.steps import accepted_tokens, agg_loads, decode_load, prefill_chunks
+from aicpp_opt.model.steps import (
+    accepted_tokens,
+    agg_loads,
+    decode_load,
+    prefill_chunks,
+    steady_share,
+)
 from aicpp_opt.netsim.fabric import Fabric
 from aicpp_opt.netsim.graph import Graph
 from aicpp_opt.netsim.simulate import simulate
@@ -119,10 +129,12 @@ def _prefill(ctx: Context, role: Role, gpus: ReplicaGpus, decode_gpus: tuple[int
 
 @dataclass(frozen=True)
 class RoleReplay:
-    """One role's replica 0 on the simulator: its step (decode step; aggregated: the steady
-    state's mean iteration, with the prefill-carrying one in ``mixed_step_s``), TPOT, or its
-    prefill forwards and KV transfer; and the requests/s the role's replicas finish at those
-    times."""
+    """One role's replica 0 on the simulator: a serving role at its operating point
+    (``batch_per_gpu``, ``operating_point``) with its step (decode step; aggregated: the
+    steady state's mean iteration, with the prefill-carrying one in ``mixed_step_s``) and mean
+    TPOT, or a prefill role's forwards and KV transfer; and the requests/s the role's replicas
+    finish at those times (a serving role: at its operating point, so about its planned rate
+    when the replayed step matches the op model's)."""
 
     role: str
     kind: RoleKind
@@ -133,13 +145,14 @@ class RoleReplay:
     kv_transfer_s: float | None
     mixed_step_s: float | None
     rate_capacity: float
+    batch_per_gpu: float | None = None
 
     def to_dict(self) -> dict:
         ms = {
             k: None if v is None else v * 1e3
             for k, v in (
                 ("step_ms", self.step_s),
-                ("tpot_ms", self.tpot_s),
+                ("tpot_mean_ms", self.tpot_s),
                 ("prefill_ms", self.prefill_s),
                 ("kv_transfer_ms", self.kv_transfer_s),
                 ("mixed_step_ms", self.mixed_step_s),
@@ -150,6 +163,7 @@ class RoleReplay:
             "kind": self.kind.value,
             "workload": self.workload,
             **ms,
+            "batch_per_gpu": self.batch_per_gpu,
             "capacity_rps": self.rate_capacity,
         }
 
@@ -212,7 +226,7 @@ class ReplayReport:
 
     def to_dict(self) -> dict:
         out = {
-            "tpot_ms": self.tpot_s * 1e3,
+            "tpot_mean_ms": self.tpot_s * 1e3,
             "step_ms": self.step_s * 1e3,
             "prefill_ms": None if self.prefill_s is None else self.prefill_s * 1e3,
             "kv_transfer_ms": None if self.kv_transfer_s is None else self.kv_transfer_s * 1e3,
@@ -251,27 +265,41 @@ class ReplayReport:
         }
 
 
+def operating_point(ctx: Context, role: Role) -> float:
+    """Sequences per GPU a decode or aggregated role holds at its planned rate (Little's law
+    over the op model's steps: ``evaluate.evaluation.operating_batch``, ``agg_filled_batch``);
+    its configured batch when the plan gives no rate."""
+    if role.rate is None:
+        return role.batch_per_gpu
+    if role.role == RoleKind.AGG:
+        return agg_filled_batch(ctx, role, role.rate)
+    return operating_batch(ctx, role, role.rate)
+
+
 def _serving_role(ctx: Context, role: Role, gpus: ReplicaGpus, topo):
-    """(RoleReplay, graph, simulation) of a decode or aggregated role's replica 0."""
+    """(RoleReplay, graph, simulation) of a decode or aggregated role's replica 0 at its
+    operating point."""
     wl = ctx.workload
     accepted = accepted_tokens(role.mtp, wl.mtp_acceptance)
+    batch = operating_point(ctx, role)
     mixed_s = None
     if role.role == RoleKind.AGG:
-        loads = agg_loads(ctx, role, role.batch_per_gpu)
+        loads = agg_loads(ctx, role, batch)
         graph, sim = _run(ctx, role, loads.decode, gpus, topo)
         _, mixed_sim = _run(ctx, role, loads.mixed, gpus, topo)
         mixed_s = mixed_sim.makespan
-        step = (1 - loads.share) * sim.makespan + loads.share * mixed_s
+        share = steady_share(loads, role.shape.attn_dp, sim.makespan, mixed_s)
+        step = (1 - share) * sim.makespan + share * mixed_s
         ranks = role.replicas * role.shape.attn_dp
         prefill_rate = ranks * role.chunk_tokens / (wl.new_prompt_tokens * mixed_s)
     else:
-        graph, sim = _run(ctx, role, decode_load(ctx, role, role.batch_per_gpu), gpus, topo)
+        graph, sim = _run(ctx, role, decode_load(ctx, role, batch), gpus, topo)
         step = sim.makespan
         prefill_rate = math.inf
-    seqs = role.replicas * role.batch_per_gpu * role.shape.attention_gpus
+    seqs = role.replicas * batch * role.shape.attention_gpus
     rate = min(seqs * accepted / (wl.osl * step), prefill_rate)
     rep = RoleReplay(
-        role.id, role.role, role.workload, step, step / accepted, None, None, mixed_s, rate
+        role.id, role.role, role.workload, step, step / accepted, None, None, mixed_s, rate, batch
     )
     return rep, graph, sim
 

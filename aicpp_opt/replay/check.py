@@ -1,8 +1,9 @@
 """The replay as a check in the solve's closed loop: replay the chosen plan on the network
 simulator and judge every role by what it found. The replay times steps, prefill forwards and
 KV transfers from the op model on the network; it has no arrivals, so a serving role's TPOT
-percentile is the evaluator's scaled by the replayed step, and a prefill role's TTFT keeps the
-evaluator's wait and replaces the prefill and KV parts with the replayed ones."""
+percentile is the evaluator's scaled by the replayed mean TPOT over the evaluator's, both at
+the role's operating point, and a prefill role's TTFT keeps the evaluator's wait and replaces
+the prefill and KV parts with the replayed ones."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ def replay_checker(instance: Instance, routing: Routing, astra_sim: str | None =
             slo = instance.workload(r.workload).slo
             got = rep.role(r.role)
             if got.prefill_s is None:
-                tpot = r.tpot.percentile * got.step_s / r.step.total
+                tpot = r.tpot.percentile * got.tpot_s / r.tpot.mean
                 ok = tpot <= slo.tpot
                 lines.append(
-                    f"{r.role}: step {r.step.total * 1e3:.2f} -> {got.step_s * 1e3:.2f} ms, "
-                    f"TPOT p{slo.percentile:g} {tpot * 1e3:.2f} ms (SLO {slo.tpot * 1e3:g})"
+                    f"{r.role}: TPOT mean {r.tpot.mean * 1e3:.2f} -> {got.tpot_s * 1e3:.2f} ms "
+                    f"at {got.batch_per_gpu:.1f} sequences per GPU, TPOT p{slo.percentile:g} "
+                    f"{tpot * 1e3:.2f} ms (SLO {slo.tpot * 1e3:g})"
                 )
             else:
                 t = r.ttft

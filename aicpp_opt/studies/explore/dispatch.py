@@ -33,7 +33,7 @@ QUESTION = (
     "pick when only one is allowed?"
 )
 FIXED, SOLVED = "fixed plan", "solved"
-REPLAY_COLUMNS = ("replay_step_ms", "replay_tpot_ms", "replay_throughput_tok_s")
+REPLAY_COLUMNS = ("replay_step_ms", "replay_tpot_mean_ms", "replay_throughput_tok_s")
 COLUMNS = SOLVE_COLUMNS + ("dispatch_forced", *LINK_COLUMNS, *REPLAY_COLUMNS)
 
 
@@ -73,7 +73,7 @@ class DispatchPoint:
                 | plan_columns(prob.instance, plan, ev)
                 | {
                     "replay_step_ms": got.step_s * 1e3,
-                    "replay_tpot_ms": got.tpot_s * 1e3,
+                    "replay_tpot_mean_ms": got.tpot_s * 1e3,
                     "replay_throughput_tok_s": rep.throughput_tps,
                     "seconds": time.perf_counter() - start,
                 }

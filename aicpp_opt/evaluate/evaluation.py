@@ -559,19 +559,30 @@ FILL_TOL = 1e-3
 def operating_batch(ctx: Context, role: Role, rate: float) -> float:
     """Sequences per GPU a P/D decode role holds at ``rate`` requests/s: by Little's law b =
     rate per GPU x OSL / accepted tokens x step(b), at most the configured batch (the fixed
-    point, by iteration from the configured batch: the step grows slower than the batch)."""
+    point, by iteration from the configured batch, the step growing slower than the batch,
+    with Steffensen's acceleration: a step near linear in the batch, as communication-bound
+    ones are, converges slowly by plain iteration)."""
     cfg = role.batch_per_gpu
     if rate <= 0:
         return cfg
     wl = ctx.workload
     per_gpu = rate / (role.replicas * role.shape.attention_gpus)
     hold = wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance)
+
+    def little(b: float) -> float:
+        return min(cfg, per_gpu * hold * decode_step_seconds(ctx, role, b))
+
     b = cfg
-    for _ in range(50):
-        nxt = min(cfg, per_gpu * hold * decode_step_seconds(ctx, role, b))
-        if abs(nxt - b) <= FILL_TOL * b:
-            return nxt
-        b = nxt
+    for _ in range(25):
+        b1 = little(b)
+        if abs(b1 - b) <= FILL_TOL * b:
+            return b1
+        b2 = little(b1)
+        if abs(b2 - b1) <= FILL_TOL * b1:
+            return b2
+        bend = b2 - 2 * b1 + b
+        guess = b - (b1 - b) ** 2 / bend if bend else b2
+        b = guess if 0 < guess <= cfg else b2
     return b
 
 

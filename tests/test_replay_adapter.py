@@ -2,6 +2,8 @@
 evaluation), bytes counted from the model's dimensions and the routing, the KV transfer, a
 heterogeneous two-pool instance, and the fabric's routes."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from forwards import afd_forward
@@ -122,6 +124,20 @@ def test_agg_plan_replays_both_kinds_of_iteration():
     assert rep.mixed_step_s > rep.result.step_s
     d = rep.to_dict()
     assert d["gpus_used"] == 64 and d["tpot_mean_ms"] == pytest.approx(rep.tpot_s * 1e3)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.7])
+def test_agg_role_replays_at_the_batch_its_rate_fills(share):
+    """nvl72_agg serving coding-relaxed at half and 70% of the rate that fills its six seats
+    per GPU: the replay's mean TPOT, from its own simulated iterations, is the evaluator's at
+    the fill that rate reaches within 10% (at the seats it is about twice that at half)."""
+    plan, _ = shipped("agg")
+    coding = tuple(replace(r, workload="coding-relaxed", rate=None) for r in plan.roles)
+    full = evaluate(replace(plan, roles=coding), NVL72).roles[0].capacity
+    at = replace(plan, roles=tuple(replace(r, rate=share * full) for r in coding))
+    role = evaluate(at, NVL72).roles[0]
+    assert role.filled_batch < 0.6 * plan.roles[0].batch_per_gpu
+    assert replay_plan(at, NVL72).role(role.role).tpot_s == pytest.approx(role.tpot.mean, rel=0.1)
 
 
 HETERO_AFD = {

@@ -116,7 +116,8 @@ def cases(paths: list[str]):
         except InfeasibleError as err:
             print(f"{inst.name}: infeasible ({err})", file=sys.stderr)
             continue
-        yield f"solve {inst.name} ({out.plan.mode})", out.replay.result.graph, network(inst)
+        graph = replay_plan(out.plan, inst, routing=prob.routing).result.graph
+        yield f"solve {inst.name} ({out.plan.mode})", graph, network(inst)
 
 
 def astra_ms(binary: Path, graph: Graph, topo, folder: Path) -> tuple[float | None, list[str]]:

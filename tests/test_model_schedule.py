@@ -61,7 +61,7 @@ def test_step_is_layers_times_cycle_plus_step_ops(k):
 
 
 def _replay(fwd, shape, gpus, topo, dispatch="direct"):
-    graph, _ = forward_graph(fwd, gpus, shape, dispatch)
+    graph, _, _ = forward_graph(fwd, gpus, shape, dispatch)
     return simulate(graph, topo).makespan
 
 

@@ -224,7 +224,7 @@ def test_allgather_reducescatter_runs_once_per_ffn_set_over_all_its_senders(shar
     sets = (ffn, ffn) if shared else (ffn[:2], ffn[2:])
     gpus = ReplicaGpus(att, ffn, ((att[:4], sets[0]), (att[4:], sets[1])))
     fwd, shape = afd_forward(k=2, moe_layers=3, m=8, n=4, a2f=1e4, f2a=1e4)
-    graph, _ = forward_graph(fwd, gpus, shape, "allgather_reducescatter")
+    graph, _, _ = forward_graph(fwd, gpus, shape, "allgather_reducescatter")
     for kind in ("all_gather", "reduce_scatter"):
         ops = [o for o in graph.ops if o.collective == kind]
         assert sorted(o.gpus for o in ops) == sorted([*set(sets)] * (3 * 2))

@@ -54,7 +54,7 @@ def test_every_send_has_a_matching_recv(tmp_path):
     att, ffn = (0, 1, 2, 3), (4, 5)
     gpus = ReplicaGpus(att, ffn, ((att, ffn),))
     fwd, shape = afd_forward(k=2, moe_layers=2, dense_layers=1, m=4, n=2)
-    graph, _ = forward_graph(fwd, gpus, shape, "direct")
+    graph, _, _ = forward_graph(fwd, gpus, shape, "direct")
     paths = write_traces(graph, 6, tmp_path / "d")
     seen: dict[str, set] = {"COMM_SEND_NODE": set(), "COMM_RECV_NODE": set()}
     for p in paths:

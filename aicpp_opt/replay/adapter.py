@@ -49,7 +49,7 @@ from aicpp_opt.netsim.fabric import Fabric
 from aicpp_opt.netsim.graph import Graph
 from aicpp_opt.netsim.simulate import simulate
 from aicpp_opt.netsim.topology import Dim, Topology
-from aicpp_opt.replay.build import ReplicaGpus, forward_graph
+from aicpp_opt.replay.build import ReplicaGpus, forward_graph, unbuilt_seconds
 from aicpp_opt.replay.run import SIMULATOR, ReplayResult, categories, role_times
 from aicpp_opt.spec.enums import RoleKind
 from aicpp_opt.spec.instance import Instance
@@ -100,31 +100,76 @@ def replica0(role: Role, ids: dict[str, list[int]]) -> ReplicaGpus:
     return ReplicaGpus(tuple(att), tuple(ffn), pairing)
 
 
-def _run(ctx: Context, role: Role, load: Load, gpus: ReplicaGpus, topo) -> tuple[Graph, object]:
-    g, _ = forward_graph(forward(ctx, role, load), gpus, role.shape, _dispatch(role))
-    return g, simulate(g, topo)
+FOLD_LAYERS = (12, 24)  # layers built per block when folding, tried in turn before the full graph
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A replayed graph: the graph and its simulation, and the seconds its unbuilt (folded)
+    layers add to every time after them."""
+
+    graph: Graph
+    sim: object
+    unbuilt_s: float = 0.0
+
+    @property
+    def makespan(self) -> float:
+        return self.sim.makespan + self.unbuilt_s
+
+
+def _replay(build, topo, fold: bool) -> tuple[Replayed, object]:
+    """Simulate the graph ``build(layers)`` returns as (graph, folded blocks, extra): with
+    ``fold``, folded at the first of ``FOLD_LAYERS`` whose built layers reach their steady
+    state; in full otherwise."""
+    for layers in FOLD_LAYERS if fold else ():
+        g, repeats, extra = build(layers)
+        sim = simulate(g, topo)
+        unbuilt = unbuilt_seconds(sim, repeats)
+        if unbuilt is not None:
+            return Replayed(g, sim, unbuilt), extra
+    g, _, extra = build(0)
+    return Replayed(g, simulate(g, topo)), extra
+
+
+def _run(ctx: Context, role: Role, load: Load, gpus: ReplicaGpus, topo, fold: bool) -> Replayed:
+    fwd = forward(ctx, role, load)
+
+    def build(layers: int):
+        g, _, repeats = forward_graph(fwd, gpus, role.shape, _dispatch(role), fold=layers)
+        return g, repeats, None
+
+    return _replay(build, topo, fold)[0]
 
 
 def _dispatch(role: Role) -> str:
     return role.afd.dispatch.value if role.afd is not None else ""
 
 
-def _prefill(ctx: Context, role: Role, gpus: ReplicaGpus, decode_gpus: tuple[int, ...], topo):
-    """(graph, simulation, prefill end, KV end) of one replica's prefill and KV transfer."""
-    g, after = Graph(), None
+def _prefill(
+    ctx: Context, role: Role, gpus: ReplicaGpus, decode_gpus: tuple[int, ...], topo, fold: bool
+) -> tuple[float, float]:
+    """(prefill end, KV end) of one replica's prefill forwards and KV transfer."""
     k = role.micro_batches
-    for s, e in prefill_chunks(ctx, role.chunk_tokens):
-        load = Load(spans=(Span(role.batch / k, s, e),))
-        g, after = forward_graph(forward(ctx, role, load), gpus, role.shape, "", g, after)
+    fwds = [
+        forward(ctx, role, Load(spans=(Span(role.batch / k, s, e),)))
+        for s, e in prefill_chunks(ctx, role.chunk_tokens)
+    ]
     m = ctx.model
     per_request = ctx.workload.isl * kv_layers(m, 0) * kv_bytes_per_token(m)
     ranks = gpus.attention[:: role.shape.attn_tp]
-    done = [after[r] for r in ranks]
-    for i, r in enumerate(ranks):
-        dst = decode_gpus[i % len(decode_gpus)]
-        g.transfer(r, dst, role.batch * per_request, "kv P->D", "kv_transfer", (after[r],))
-    sim = simulate(g, topo)
-    return g, sim, float(max(sim.op_end[d] for d in done)), sim.makespan
+
+    def build(layers: int):
+        g, after, repeats = Graph(), None, ()
+        for fwd in fwds:
+            g, after, folded = forward_graph(fwd, gpus, role.shape, "", g, after, fold=layers)
+            repeats += folded
+        for i, r in enumerate(ranks):
+            dst = decode_gpus[i % len(decode_gpus)]
+            g.transfer(r, dst, role.batch * per_request, "kv P->D", "kv_transfer", (after[r],))
+        return g, repeats, [after[r] for r in ranks]
+
+    rep, done = _replay(build, topo, fold)
+    return float(max(rep.sim.op_end[d] for d in done)) + rep.unbuilt_s, rep.makespan
 
 
 @dataclass(frozen=True)
@@ -276,32 +321,33 @@ def operating_point(ctx: Context, role: Role) -> float:
     return operating_batch(ctx, role, role.rate)
 
 
-def _serving_role(ctx: Context, role: Role, gpus: ReplicaGpus, topo):
-    """(RoleReplay, graph, simulation) of a decode or aggregated role's replica 0 at its
-    operating point."""
+def _serving_role(
+    ctx: Context, role: Role, gpus: ReplicaGpus, topo, fold: bool
+) -> tuple[RoleReplay, Replayed]:
+    """A decode or aggregated role's replica 0 at its operating point, and its replayed decode
+    step."""
     wl = ctx.workload
     accepted = accepted_tokens(role.mtp, wl.mtp_acceptance)
     batch = operating_point(ctx, role)
     mixed_s = None
     if role.role == RoleKind.AGG:
         loads = agg_loads(ctx, role, batch)
-        graph, sim = _run(ctx, role, loads.decode, gpus, topo)
-        _, mixed_sim = _run(ctx, role, loads.mixed, gpus, topo)
-        mixed_s = mixed_sim.makespan
-        share = steady_share(loads, role.shape.attn_dp, sim.makespan, mixed_s)
-        step = (1 - share) * sim.makespan + share * mixed_s
+        decode = _run(ctx, role, loads.decode, gpus, topo, fold)
+        mixed_s = _run(ctx, role, loads.mixed, gpus, topo, fold).makespan
+        share = steady_share(loads, role.shape.attn_dp, decode.makespan, mixed_s)
+        step = (1 - share) * decode.makespan + share * mixed_s
         ranks = role.replicas * role.shape.attn_dp
         prefill_rate = ranks * role.chunk_tokens / (wl.new_prompt_tokens * mixed_s)
     else:
-        graph, sim = _run(ctx, role, decode_load(ctx, role, batch), gpus, topo)
-        step = sim.makespan
+        decode = _run(ctx, role, decode_load(ctx, role, batch), gpus, topo, fold)
+        step = decode.makespan
         prefill_rate = math.inf
     seqs = role.replicas * batch * role.shape.attention_gpus
     rate = min(seqs * accepted / (wl.osl * step), prefill_rate)
     rep = RoleReplay(
         role.id, role.role, role.workload, step, step / accepted, None, None, mixed_s, rate, batch
     )
-    return rep, graph, sim
+    return rep, decode
 
 
 def _kv_target(plan: Plan, pre: Role) -> Role:
@@ -322,11 +368,16 @@ def replay_plan(
     trace_dir: str | None = None,
     timeline: str | None = None,
     astra_timeout: float | None = None,
+    fold: bool = False,
 ) -> ReplayReport:
     """Replay every role of ``plan`` on the built-in simulator (``workload`` overrides the
     workload of a single-workload plan); optionally draw the first serving role's timeline,
     write its Chakra traces and run AstraSim (whose errors are kept in ``astra``, never
-    raised)."""
+    raised). ``fold``: build each block of identical layers on a few of them (``FOLD_LAYERS``)
+    and add the rest as periods (``replay.build``; a role whose built layers are not periodic is
+    replayed in full); the first serving role is replayed in full whenever its graph is drawn
+    or handed to AstraSim. Times are the same either way, to the period tolerance; ``result``
+    then describes the built graph."""
     ctxs: dict[str, Context] = {}
     tables = None
     for name in plan.workloads:
@@ -337,20 +388,21 @@ def replay_plan(
     ids = gpu_ids(plan, instance)
     replays: dict[str, RoleReplay] = {}
     first = None
+    drawn = bool(astra_sim or trace_dir or timeline)
     for role in plan.roles:
         if role.role != RoleKind.PREFILL:
-            rep, graph, sim = _serving_role(
-                ctxs[role.workload], role, replica0(role, ids[role.id]), topo
-            )
+            gpus = replica0(role, ids[role.id])
+            folded = fold and not (first is None and drawn)
+            rep, decode = _serving_role(ctxs[role.workload], role, gpus, topo, folded)
             replays[role.id] = rep
             if first is None:
-                first = (role, graph, sim, replica0(role, ids[role.id]))
+                first = (role, decode, gpus)
     for role in plan.roles:
         if role.role == RoleKind.PREFILL:
             target = _kv_target(plan, role)
             dec_gpus = replica0(target, ids[target.id]).attention
             ctx = ctxs[role.workload]
-            _, _, prefill_s, end = _prefill(ctx, role, replica0(role, ids[role.id]), dec_gpus, topo)
+            prefill_s, end = _prefill(ctx, role, replica0(role, ids[role.id]), dec_gpus, topo, fold)
             rate = role.replicas * role.batch * role.shape.attn_dp / prefill_s
             replays[role.id] = RoleReplay(
                 role.id,
@@ -370,7 +422,8 @@ def replay_plan(
         dec = sum(r.rate_capacity for r in mine if r.kind == RoleKind.DECODE)
         pre = sum(r.rate_capacity for r in mine if r.kind == RoleKind.PREFILL)
         tps += (agg + min(dec, pre)) * ctxs[name].workload.osl
-    role, graph, sim, gpus = first
+    role, decode, gpus = first
+    graph, sim = decode.graph, decode.sim
     result = ReplayResult(
         replays[role.id].step_s, role_times(graph, sim, gpus), categories(graph, sim), graph, sim
     )

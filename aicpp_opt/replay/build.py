@@ -15,15 +15,28 @@ every layer and micro-batch, every op of ``aicpp_opt.model`` (never a display na
   previous layer; each GPU runs its kernels one at a time in program order (micro-batch 0 of a
   layer, then 1, ...), so one micro-batch's communication overlaps another's compute. The
   overlap is whatever the network and the order give: the schedule model is not assumed.
+- Folding (``fold`` > 0): a block of identical layers may be built on its first ``fold`` (or
+  ``fold`` + 1) layers only. The simulation is deterministic and every layer of a block is the
+  same graph, so once the layers repeat, every op's start and end moving by the same time from
+  a layer to the one a period later, every later layer does too, up to the block's last, which
+  meets what follows the block. The unbuilt layers then add that time per period, inserted
+  before the last built layer (``unbuilt_seconds``). Two micro-batches can settle into a
+  two-layer period, so the unbuilt layers are an even number. When the built layers do not
+  repeat, the caller replays in full.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from aicpp_opt.model.ops import Forward, Op, Side, Stage, TransferKind
 from aicpp_opt.netsim.graph import Graph
+from aicpp_opt.netsim.simulate import SimResult
 from aicpp_opt.spec.plan import Shape
+
+PERIOD_TOL = 1e-6  # relative spread of the layer-to-layer shifts accepted as one period
 
 CATEGORY = {
     Stage.ATTENTION: "attention",
@@ -54,6 +67,49 @@ class ReplicaGpus:
 
     def side(self, side: Side) -> tuple[int, ...]:
         return self.ffn if side == Side.FFN else self.attention
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A block of ``count`` identical layers of which the graph holds the first few: the op ids
+    of each built layer (contiguous, in the same order layer after layer)."""
+
+    count: int
+    layers: tuple[range, ...]
+
+
+def unbuilt_seconds(sim: SimResult, repeats: tuple[Repeat, ...]) -> float | None:
+    """Seconds the unbuilt layers of folded blocks add: per block, its missing layers x its
+    period, when the layers before its last built one repeat with a period of one or two layers
+    (every op's start and end moves by the same time from a layer to the one a period later,
+    within ``PERIOD_TOL``, over two periods: the block is in its steady state and what follows
+    it has not reached back that far); None when a block does not."""
+    total = 0.0
+    for rep in repeats:
+        missing = rep.count - len(rep.layers)
+        for q in (1, 2):
+            shift = _shift(sim, rep.layers[-2 - 2 * q : -1], q)
+            if shift is not None and missing % q == 0:
+                total += missing // q * shift
+                break
+        else:
+            return None
+    return total
+
+
+def _shift(sim: SimResult, layers: tuple[range, ...], q: int) -> float | None:
+    """The time by which every op of ``layers`` (2q + 1 of them) recurs q layers later, or
+    None when there is no such single time."""
+    if len(layers) < 2 * q + 1:
+        return None
+    spans = [slice(r.start, r.stop) for r in layers]
+    shifts = np.concatenate(
+        [t[spans[i + q]] - t[spans[i]] for i in range(q + 1) for t in (sim.op_start, sim.op_end)]
+    )
+    shift = float(shifts.mean())
+    if shift <= 0 or shifts.max() - shifts.min() > PERIOD_TOL * shift:
+        return None
+    return shift
 
 
 class _Builder:
@@ -173,9 +229,11 @@ def forward_graph(
     dispatch: str = "",
     graph: Graph | None = None,
     after: dict[int, int] | None = None,
-) -> tuple[Graph, dict[int, int]]:
+    fold: int = 0,
+) -> tuple[Graph, dict[int, int], tuple[Repeat, ...]]:
     """Append one replica's forward to ``graph`` (a new one by default), every op waiting for
-    ``after[gpu]`` when given; returns the graph and each GPU's last op."""
+    ``after[gpu]`` when given, each block on at most ``fold`` of its layers when ``fold`` > 0;
+    returns the graph, each GPU's last op and the folded blocks."""
     g = graph if graph is not None else Graph()
     b = _Builder(g, gpus, shape, dispatch)
     k = fwd.micro_batches
@@ -184,12 +242,23 @@ def forward_graph(
             for mb in range(k):
                 b.last[gpu, mb] = op
     layer = 0
+    repeats = []
     for block in fwd.blocks:
-        for _ in range(block.count):
+        built = block.count
+        if 0 < fold < block.count:
+            built = fold + (block.count - fold) % 2
+
+        layers = []
+        for _ in range(built):
+            first = len(g.ops)
             for mb in range(k):
                 for op in block.ops:
                     b.add(op, mb, layer)
+            layers.append(range(first, len(g.ops)))
             layer += 1
+        if built < block.count:
+            repeats.append(Repeat(block.count, tuple(layers)))
+            layer += block.count - built
     for mb in range(k):
         for op in fwd.step_ops:
             b.add(op, mb, -1)
@@ -197,4 +266,4 @@ def forward_graph(
     for gpu in dict.fromkeys((*gpus.attention, *gpus.ffn)):
         deps = [b.last[gpu, mb] for mb in range(k) if (gpu, mb) in b.last]
         ends[gpu] = g.compute(gpu, 0.0, "forward done", "sync", deps)
-    return g, ends
+    return g, ends, tuple(repeats)

@@ -19,7 +19,7 @@ def replay_checker(instance: Instance, routing: Routing, astra_sim: str | None =
     from aicpp_opt.replay.adapter import replay_plan
 
     def check(plan: Plan, evaluated: Evaluation):
-        rep = replay_plan(plan, instance, routing=routing, astra_sim=astra_sim)
+        rep = replay_plan(plan, instance, routing=routing, astra_sim=astra_sim, fold=True)
         failing, lines = [], []
         for r in evaluated.roles:
             slo = instance.workload(r.workload).slo

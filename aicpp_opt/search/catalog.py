@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 
 from aicpp_opt.spec.enums import Dispatch, Mode, RoleKind
@@ -78,9 +79,9 @@ class Family:
     def gpus(self) -> int:
         return sum(b.gpus for b in self.blocks)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """A stable name (cache key and MILP index)."""
+        """A stable name (cache key and MILP index; computed once: it is asked for often)."""
         r, s = self.role, self.role.shape
         text = (
             f"{self.workload}|{r.role.value}|{r.pool}|tp{s.attn_tp}dp{s.attn_dp}"

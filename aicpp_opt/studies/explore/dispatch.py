@@ -63,7 +63,7 @@ class DispatchPoint:
             )
             plan = replace(out.plan, roles=roles)
             ev = evaluate_context(prob.contexts, plan)
-            rep = replay_plan(plan, prob.instance, routing=prob.routing)
+            rep = replay_plan(plan, prob.instance, routing=prob.routing, fold=True)
             afd_role = next(r for r in plan.roles if r.afd is not None)
             got = rep.role(afd_role.id)
             rows.append(

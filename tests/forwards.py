@@ -30,16 +30,32 @@ def afd_forward(
     return Forward(tuple(blocks), steps, k, True), Shape(1, m, 1, n)
 
 
-def plain_forward(k=1, moe_layers=2, gpus=4, t_attn=1e-4, t_exp=1e-4, dispatch=0.0, combine=0.0):
-    """A plain worker of ``gpus`` GPUs (attention DP, EP over all): attention and experts per
-    layer and micro-batch, EP dispatch / combine of the given bytes per GPU (equal shares)."""
-    ops = [op("attention", Stage.ATTENTION, Side.GPU, t_attn)]
+def plain_forward(
+    k=1,
+    moe_layers=2,
+    gpus=4,
+    t_attn=1e-4,
+    t_exp=1e-4,
+    dispatch=0.0,
+    combine=0.0,
+    t_prep=0.0,
+    t_shared=0.0,
+    decode=False,
+):
+    """A plain worker of ``gpus`` GPUs (attention DP, EP over all): attention (after a prepare
+    stage of ``t_prep`` when given), shared expert (``t_shared``) and experts per layer and
+    micro-batch, EP dispatch / combine of the given bytes per GPU (equal shares); ``decode``
+    marks a decode forward (run with the engine's decode overlap)."""
+    ops = [op("prepare", Stage.PREPARE, Side.GPU, t_prep)] if t_prep else []
+    ops.append(op("attention", Stage.ATTENTION, Side.GPU, t_attn))
     if dispatch:
         t = Transfer(TransferKind.EP_DISPATCH, gpus, dispatch)
         ops.append(op("dispatch", Stage.DISPATCH, Side.GPU, 0.0, t))
+    if t_shared:
+        ops.append(op("shared", Stage.SHARED, Side.GPU, t_shared))
     ops.append(op("experts", Stage.EXPERTS, Side.GPU, t_exp))
     if combine:
         t = Transfer(TransferKind.EP_COMBINE, gpus, combine)
         ops.append(op("combine", Stage.COMBINE, Side.GPU, 0.0, t))
     block = Block(LayerClass.MOE, moe_layers, tuple(ops))
-    return Forward((block,), (), k, False), Shape(1, gpus, 1, gpus)
+    return Forward((block,), (), k, False, decode=decode), Shape(1, gpus, 1, gpus)

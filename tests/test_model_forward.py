@@ -42,10 +42,6 @@ def test_one_moe_layer_by_hand(ctx):
     ops = {op.name: op for op in moe.ops}
     skew = parse_routing("eplb").skew(32 * 8, 256, 8, 8)
     want = {
-        "dsa decode attention module": (
-            cm.curve("dsa_generation", num_heads=128, kv_dtype="bfloat16", context=1280.0),
-            32.0,
-        ),
         "router gemm": (cm.curve("gemm", n=256, k=7168, dtype="bfloat16"), 32.0),
         "shared expert mlp": (
             cm.curve(
@@ -68,12 +64,28 @@ def test_one_moe_layer_by_hand(ctx):
             256 * skew,
         ),
     }
-    for name, (curve, x) in want.items():
+
+    def read(curve, x):
         # the measured grid read through its padding envelope: a batch may always run as the
         # cheapest measured batch at or above it
-        at_or_above = curve.seconds[curve.x >= x]
-        expected = min(curve.eval(x).seconds, at_or_above.min())
-        assert ops[name].seconds == pytest.approx(expected, rel=1e-9), name
+        return min(curve.eval(x).seconds, curve.seconds[curve.x >= x].min())
+
+    for name, (curve, x) in want.items():
+        assert ops[name].seconds == pytest.approx(read(curve, x), rel=1e-9), name
+    # the attention module, split at SGLang's two-batch-overlap yield: its q/kv projections
+    # (q_a + kv_a down to 1536 + 512 + 64, q_b up to 128 heads x 192) and the rest
+    module = read(
+        cm.curve("dsa_generation", num_heads=128, kv_dtype="bfloat16", context=1280.0), 32
+    )
+    fp8 = {"dtype": "fp8_block"}
+    projections = read(cm.curve("gemm", n=2112, k=7168, **fp8), 32) + read(
+        cm.curve("gemm", n=128 * 192, k=1536, **fp8), 32
+    )
+    prepare = ops["dsa q/kv projections (inside the module)"]
+    rest = ops["dsa decode attention module (less its projections)"]
+    assert prepare.stage == Stage.PREPARE and rest.stage == Stage.ATTENTION
+    assert prepare.seconds == pytest.approx(min(projections, module / 2), rel=1e-9)
+    assert prepare.seconds + rest.seconds == pytest.approx(module, rel=1e-9)
     deepep = {"hidden": 7168, "topk": 8, "num_experts": 256, "ep": 8, "mode": "low_latency"}
     for phase in ("dispatch", "combine"):
         op = ops[f"EP {phase} (DeepEP low_latency)"]
@@ -86,6 +98,7 @@ def test_one_moe_layer_by_hand(ctx):
     nbytes = 2 * 4 * 32 * 7168 * 2
     assert norm.seconds == pytest.approx(nbytes / (4.8e12 * 0.8) + 2 * 3e-6)
     assert {op.stage for op in moe.ops} == {
+        Stage.PREPARE,
         Stage.ATTENTION,
         Stage.SHARED,
         Stage.EXPERTS,

@@ -6,7 +6,14 @@ import pytest
 from forwards import afd_forward, plain_forward
 
 from aicpp_opt.model.ops import Stage
-from aicpp_opt.model.schedule import AFD_RESOURCES, PLAIN_RESOURCES, cycle, schedule, step_seconds
+from aicpp_opt.model.schedule import (
+    AFD_RESOURCES,
+    PLAIN_RESOURCES,
+    cycle,
+    schedule,
+    sglang_decode_cycle,
+    step_seconds,
+)
 from aicpp_opt.netsim.simulate import simulate
 from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.build import ReplicaGpus, forward_graph
@@ -104,3 +111,38 @@ def test_plain_two_batch_overlap_replay_against_the_cycle_bound(nbytes):
     model = 10 * max(2 * 2e-4, 2 * 2 * link, trip)
     assert model * (1 - 1e-9) <= replayed
     assert replayed <= model + trip * 1.05
+
+
+def test_sglang_decode_overlap_by_hand():
+    """Prepare 10, attention 90, shared 20, experts 80 us on the GPU (200 per micro-batch).
+    Dispatch 24 and combine 24 hide behind shared + the other's prepare (30) and the other's
+    attention (90): 400 per layer. Dispatch 64, combine 124: the GPU waits 34 for each, twice
+    (once per micro-batch): 400 + 2 x 34 + 2 x 34 = 536, where the cyclic-network bound says
+    max(2 x 200, 200 + 188) = 400."""
+    base = {Stage.PREPARE: 10 * US, Stage.ATTENTION: 90 * US, Stage.SHARED: 20 * US}
+    base[Stage.EXPERTS] = 80 * US
+    hidden = {**base, Stage.DISPATCH: 24 * US, Stage.COMBINE: 24 * US}
+    waits = {**base, Stage.DISPATCH: 64 * US, Stage.COMBINE: 124 * US}
+    assert sglang_decode_cycle(hidden)[0] == pytest.approx(400 * US)
+    assert sglang_decode_cycle(waits)[0] == pytest.approx(536 * US)
+    assert cycle(waits, PLAIN_RESOURCES, 2, "pipelined", True).seconds == pytest.approx(536 * US)
+    assert cycle(waits, PLAIN_RESOURCES, 2, "pipelined").seconds == pytest.approx(400 * US)
+
+
+@pytest.mark.parametrize(("dispatch", "combine"), [(1e6, 1e6), (3e6, 6e6), (6e6, 2e6)])
+def test_replay_of_plain_decode_overlap_matches_the_sglang_cycle(dispatch, combine):
+    """The stages above on 4 GPUs behind one 50 GB/s switch, 20 layers: the replay runs each
+    GPU's stream in SGLang's order and times the sends itself (each GPU sends its bytes over its
+    port: bytes / bandwidth + two hops); its step is the cycle model's within one round trip
+    (the pipeline's fill and drain)."""
+    bw, lat = 50e9, 2e-6
+    topo = Topology((Dim("switch", 4, bw, lat),))
+    kw = {"t_prep": 10 * US, "t_attn": 90 * US, "t_shared": 20 * US, "t_exp": 80 * US}
+    fwd, shape = plain_forward(2, 20, 4, dispatch=dispatch, combine=combine, decode=True, **kw)
+    replayed = _replay(fwd, shape, ReplicaGpus((0, 1, 2, 3)), topo, "")
+    d, c = dispatch / bw + 2 * lat, combine / bw + 2 * lat
+    stages = {Stage.PREPARE: 10 * US, Stage.ATTENTION: 90 * US, Stage.SHARED: 20 * US}
+    stages |= {Stage.EXPERTS: 80 * US, Stage.DISPATCH: d, Stage.COMBINE: c}
+    model = 20 * sglang_decode_cycle(stages)[0]
+    assert step_seconds(fwd) == pytest.approx(20 * 400 * US)  # the forward's links carry 0 s
+    assert abs(replayed - model) <= 200 * US + d + c

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from forwards import plain_forward
 
 from aicpp_opt import PROJECT_ROOT
-from aicpp_opt.netsim.simulate import SimResult
+from aicpp_opt.netsim.simulate import SimResult, simulate
+from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.adapter import replay_plan
-from aicpp_opt.replay.build import Repeat, unbuilt_seconds
+from aicpp_opt.replay.build import Repeat, ReplicaGpus, forward_graph, unbuilt_seconds
 from aicpp_opt.spec.instance import load_instance
 from aicpp_opt.spec.plan import load_plan
 
@@ -58,3 +60,21 @@ def test_two_layer_period_adds_whole_periods():
 def test_not_yet_periodic_layers_are_not_extrapolated():
     sim, layers = _sim([0.0, 1.0, 2.0, 3.1, 4.0, 5.0])
     assert unbuilt_seconds(sim, (Repeat(20, layers),)) is None
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_folded_two_batch_overlap_times_the_full_graph(decode):
+    """A plain worker's two micro-batches over 40 layers, in micro-batch order (prefill) and in
+    SGLang's interleaved decode order, with the dispatch exposed: built on 12 layers, the
+    folded step is the full one's."""
+    topo = Topology((Dim("switch", 4, 50e9, 2e-6),))
+    fwd, shape = plain_forward(
+        2, 40, 4, 9e-5, 8e-5, 6e6, 2e6, t_prep=1e-5, t_shared=2e-5, decode=decode
+    )
+    gpus = ReplicaGpus((0, 1, 2, 3))
+    full, _, _ = forward_graph(fwd, gpus, shape)
+    part, _, repeats = forward_graph(fwd, gpus, shape, fold=12)
+    sim = simulate(part, topo)
+    unbuilt = unbuilt_seconds(sim, repeats)
+    assert len(part.ops) < len(full.ops) / 2 and unbuilt is not None
+    assert sim.makespan + unbuilt == pytest.approx(simulate(full, topo).makespan, rel=1e-9)

@@ -206,7 +206,8 @@ def attention_ops(
         heads = {"num_heads": a.num_heads // tp, "kv_dtype": kv}
         if load.decode_seqs:
             cost = _decode_attention(ctx, pool, f"{a.kind}_generation", load, **heads)
-            ops.append(Op(f"{a.kind} decode attention module{_mtp_note(load)}", st, side, cost))
+            name = f"{a.kind} decode attention module{_mtp_note(load)}"
+            ops += _split_prepare(ctx, pool, tp, load.tokens, name, cost, side)
         for span in load.spans:
             cost = _context_attention(ctx, pool, f"{a.kind}_context", span, **heads)
             ops.append(Op(f"{a.kind} prefill attention module", st, side, cost))
@@ -221,7 +222,7 @@ def attention_ops(
         }
         qkv = (a.num_heads + 2 * a.num_kv_heads) * d // tp
         w = m.dtypes.weights
-        ops.append(_gemm(ctx, pool, "qkv projection", st, side, load.tokens, qkv, h, w))
+        ops.append(_gemm(ctx, pool, "qkv projection", Stage.PREPARE, side, load.tokens, qkv, h, w))
         if load.decode_seqs:
             cost = _decode_attention(ctx, pool, "attention_generation", load, **heads)
             ops.append(Op(f"decode attention{_mtp_note(load)}", st, side, cost))
@@ -246,6 +247,40 @@ def tp_all_reduce(
     return (Op(name, stage, side, cost, Transfer(TransferKind.ALL_REDUCE, tp, nbytes)),)
 
 
+def _split_prepare(
+    ctx: Context, pool: str, tp: int, tokens: float, name: str, module: Latency, side: Side
+) -> tuple[Op, ...]:
+    """An MLA-family decode module as two ops: its query and KV projections before the
+    attention kernel (PREPARE: the fused q_a / kv_a down-projection and the q_b up-projection,
+    priced from the GEMM table at the module's tokens), and the rest of the module (ATTENTION).
+    The two sum to the measured module; the projections are capped at half of it, where a GEMM
+    table would price them above the module that contains them."""
+    a, m = ctx.model.attention, ctx.model
+    heads = a.num_heads // tp * ((a.qk_nope_head_dim or 0) + (a.qk_rope_head_dim or 0))
+    down = (a.q_lora_rank or 0) + (a.kv_lora_rank or 0) + (a.qk_rope_head_dim or 0)
+    w, h = m.dtypes.weights, m.hidden_size
+    gemms = [_gemm(ctx, pool, "", Stage.PREPARE, side, tokens, down, h, w)]
+    if a.q_lora_rank:
+        gemms.append(_gemm(ctx, pool, "", Stage.PREPARE, side, tokens, heads, a.q_lora_rank, w))
+    priced = sum(g.seconds for g in gemms)
+    seconds = min(priced, module.seconds / 2)
+    capped = " (capped at half the module)" if seconds < priced else ""
+    prepare = Latency(
+        seconds,
+        module.extrapolated or any(g.cost.extrapolated for g in gemms),
+        " + ".join(g.cost.source for g in gemms) + capped,
+    )
+    rest = replace(
+        module,
+        seconds=module.seconds - seconds,
+        source=f"{module.source} less its q/kv projections",
+    )
+    return (
+        Op(f"{a.kind} q/kv projections (inside the module)", Stage.PREPARE, side, prepare),
+        Op(f"{name} (less its projections)", Stage.ATTENTION, side, rest),
+    )
+
+
 @memoized
 def norm_ops(ctx: Context, pool: str, tokens: float, side: Side) -> tuple[Op, ...]:
     """The two fused residual-add + RMSNorm kernels of a layer (read and write the residual
@@ -253,7 +288,7 @@ def norm_ops(ctx: Context, pool: str, tokens: float, side: Side) -> tuple[Op, ..
     act = dtype_bytes(ctx.model.dtypes.activations)
     nbytes = 4 * tokens * ctx.model.hidden_size * act
     cost = ctx.memory_op(pool, 2 * nbytes, kernels=2)
-    return (Op("residual add + RMSNorm (x2)", Stage.ATTENTION, side, cost),)
+    return (Op("residual add + RMSNorm (x2)", Stage.PREPARE, side, cost),)
 
 
 @memoized
@@ -509,6 +544,7 @@ def forward(ctx: Context, role: Role, load: Load) -> Forward:
         role.micro_batches,
         afd,
         tuple(notes),
+        decode=not load.prefill,
     )
 
 

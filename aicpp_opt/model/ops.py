@@ -28,11 +28,14 @@ class Side(StrEnum):
 
 
 class Stage(StrEnum):
-    """An op's place in its layer: MoE layers run ATTENTION (with its TP collective and the
-    router), SHARED (the shared expert), DISPATCH, EXPERTS (routed experts and the MoE-TP
-    collective), COMBINE; dense layers ATTENTION then DENSE; STEP ops run once per forward per
-    micro-batch (embedding, final norm, LM head)."""
+    """An op's place in its layer: MoE layers run PREPARE (the norms and the projections before
+    the attention kernel), ATTENTION (the kernel, the output projection, its TP collective and
+    the router), SHARED (the shared expert), DISPATCH, EXPERTS (routed experts and the MoE-TP
+    collective), COMBINE; dense layers PREPARE, ATTENTION then DENSE; STEP ops run once per
+    forward per micro-batch (embedding, final norm, LM head). SGLang's two-batch overlap yields
+    between PREPARE and ATTENTION, so the schedule needs the two apart."""
 
+    PREPARE = "prepare"
     ATTENTION = "attention"
     SHARED = "shared"
     DISPATCH = "dispatch"
@@ -42,8 +45,15 @@ class Stage(StrEnum):
     STEP = "step"
 
 
-MOE_STAGES = (Stage.ATTENTION, Stage.SHARED, Stage.DISPATCH, Stage.EXPERTS, Stage.COMBINE)
-DENSE_STAGES = (Stage.ATTENTION, Stage.DENSE)
+MOE_STAGES = (
+    Stage.PREPARE,
+    Stage.ATTENTION,
+    Stage.SHARED,
+    Stage.DISPATCH,
+    Stage.EXPERTS,
+    Stage.COMBINE,
+)
+DENSE_STAGES = (Stage.PREPARE, Stage.ATTENTION, Stage.DENSE)
 
 
 class LayerClass(StrEnum):
@@ -120,10 +130,12 @@ class Block:
 class Forward:
     """One forward pass of a worker role split into ``micro_batches`` equal micro-batches:
     its blocks of layers and its once-per-forward ops (per micro-batch). ``afd`` marks an AFD
-    unit (attention and FFN sides are separate GPUs)."""
+    unit (attention and FFN sides are separate GPUs); ``decode`` a forward of decode tokens
+    only (an engine runs it with its decode overlap strategy)."""
 
     blocks: tuple[Block, ...]
     step_ops: tuple[Op, ...]
     micro_batches: int
     afd: bool
     notes: tuple[str, ...] = field(default=())
+    decode: bool = False

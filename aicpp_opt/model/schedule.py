@@ -5,18 +5,20 @@ shared expert before dispatch; an AFD unit sends to the FFN side after attention
 trip is the sum of its stage times. With K micro-batches ping-ponging through a layer, each
 stage runs on a resource; stages on the same resource serialise, different resources overlap:
 
-- plain worker (two-batch overlap at K = 2): attention, shared expert, routed experts and dense
-  MLPs on the GPU; EP dispatch and combine on the network;
+- plain worker (two-batch overlap at K = 2): the attention prepare and kernel, shared expert,
+  routed experts and dense MLPs on the GPU; EP dispatch and combine on the network;
 - AFD unit: attention, shared expert and dense layers on the attention GPUs; A->F on the
   attention-to-FFN direction of the links; routed experts on the FFN GPUs; F->A on the other
   direction.
 
-``pipelined`` (default): the per-layer cycle is max(K x the busiest resource's load, one
-micro-batch's round trip): the K micro-batches circulate as jobs of a closed cyclic network
-with deterministic service, and this is its cycle when the busiest resource or one job's trip
-binds (exact when every resource serves one stage, as in AFD; a lower bound when a resource
-serves several, as a plain GPU does: the replay, which does not assume it, shows the gap).
-``serial``: K round trips, no overlap (the upper bound). With K = 1 both are the round trip.
+``pipelined`` (default): an AFD unit's per-layer cycle is max(K x the busiest resource's load,
+one micro-batch's round trip): the K micro-batches circulate as jobs of a closed cyclic network
+with deterministic service, every resource serving one stage, and this is its cycle. A plain
+worker's GPU serves several stages in an order the engine fixes, so its two-batch overlap is
+timed by that order (``sglang_decode_cycle``: SGLang's decode strategy, DeepSeek's published
+one) for decode forwards; prefill and mixed forwards keep the cyclic-network bound, a lower
+bound there (the replay, which does not assume it, shows the gap). ``serial``: K round trips,
+no overlap (the upper bound). With K = 1 both are the round trip.
 
 The step is the sum over blocks of layers x cycle, plus K x the once-per-forward ops. Its
 breakdown lists every op x (layers x K) and, per block, the overlap credit (cycle - serial),
@@ -33,6 +35,7 @@ from aicpp_opt.model.ops import Block, Forward, LayerClass, Side, Stage
 PIPELINES = ("pipelined", "serial")
 
 PLAIN_RESOURCES = {
+    Stage.PREPARE: "GPU",
     Stage.ATTENTION: "GPU",
     Stage.SHARED: "GPU",
     Stage.DISPATCH: "network",
@@ -42,6 +45,7 @@ PLAIN_RESOURCES = {
     Stage.STEP: "GPU",
 }
 AFD_RESOURCES = {
+    Stage.PREPARE: "attention GPUs",
     Stage.ATTENTION: "attention GPUs",
     Stage.SHARED: "attention GPUs",
     Stage.DISPATCH: "A->F links",
@@ -64,8 +68,15 @@ class Cycle:
     binds: str
 
 
-def cycle(stages: dict[Stage, float], resources: dict[Stage, str], k: int, pipeline: str) -> Cycle:
-    """The per-layer cycle of ``k`` micro-batches whose stages take ``stages`` seconds each."""
+def cycle(
+    stages: dict[Stage, float],
+    resources: dict[Stage, str],
+    k: int,
+    pipeline: str,
+    decode_overlap: bool = False,
+) -> Cycle:
+    """The per-layer cycle of ``k`` micro-batches whose stages take ``stages`` seconds each;
+    ``decode_overlap``: a plain worker's decode two-batch overlap (``sglang_decode_cycle``)."""
     trip = sum(stages.values())
     loads: dict[str, float] = {}
     for stage, seconds in stages.items():
@@ -73,10 +84,35 @@ def cycle(stages: dict[Stage, float], resources: dict[Stage, str], k: int, pipel
     serial = k * trip
     if pipeline == "serial" or k == 1 or not loads:
         return Cycle(serial, serial, trip, loads, "serial" if k > 1 else "one micro-batch")
+    if decode_overlap and k == 2:
+        seconds, binds = sglang_decode_cycle(stages)
+        return Cycle(seconds, serial, trip, loads, binds)
     busiest = max(loads, key=loads.get)
     if k * loads[busiest] >= trip:
         return Cycle(k * loads[busiest], serial, trip, loads, f"{busiest} (K x its load)")
     return Cycle(trip, serial, trip, loads, "one micro-batch's round trip")
+
+
+def sglang_decode_cycle(stages: dict[Stage, float]) -> tuple[float, str]:
+    """One layer of SGLang's decode two-batch overlap (``_compute_moe_deepseek_blog_decode``,
+    the schedule DeepSeek published with its decode profile): each micro-batch's layer is five
+    stages on one GPU stream (prepare | attention kernel and router | issue dispatch, shared
+    expert | wait for dispatch, routed experts, issue combine | wait for combine), the second
+    micro-batch two stages behind the first, the two alternating stage by stage. A dispatch
+    therefore has its own shared expert and the other micro-batch's prepare to hide behind, a
+    combine the other's attention kernel; what they do not hide, the GPU waits, once per
+    micro-batch: cycle = 2 x GPU work + 2 x (dispatch wait + combine wait)."""
+    get = stages.get
+    gpu = sum(v for st, v in stages.items() if PLAIN_RESOURCES[st] == "GPU")
+    wait_dispatch = max(
+        0.0, get(Stage.DISPATCH, 0.0) - get(Stage.SHARED, 0.0) - get(Stage.PREPARE, 0.0)
+    )
+    wait_combine = max(0.0, get(Stage.COMBINE, 0.0) - get(Stage.ATTENTION, 0.0))
+    binds = (
+        f"SGLang decode overlap: GPU work {2 * gpu * 1e6:.1f} us, waits per micro-batch for "
+        f"dispatch {wait_dispatch * 1e6:.1f} us, combine {wait_combine * 1e6:.1f} us"
+    )
+    return 2 * (gpu + wait_dispatch + wait_combine), binds
 
 
 @dataclass(frozen=True)
@@ -159,10 +195,17 @@ def step_seconds(fwd: Forward, pipeline: str = "pipelined") -> float:
     asks for the time of tens of thousands of forwards and needs no lines)."""
     k = fwd.micro_batches
     resources = AFD_RESOURCES if fwd.afd else PLAIN_RESOURCES
+    staged = _decode_overlap(fwd)
     total = k * sum(op.cost.seconds for op in fwd.step_ops)
     for block in fwd.blocks:
-        total += block.count * cycle(block.stage_seconds(), resources, k, pipeline).seconds
+        total += block.count * cycle(block.stage_seconds(), resources, k, pipeline, staged).seconds
     return total
+
+
+def _decode_overlap(fwd: Forward) -> bool:
+    """Whether the forward runs an engine's decode two-batch overlap (a plain worker's decode
+    forward)."""
+    return fwd.decode and not fwd.afd
 
 
 def _block_name(block: Block) -> str:
@@ -175,9 +218,10 @@ def schedule(fwd: Forward, pipeline: str = "pipelined") -> Step:
     resources = AFD_RESOURCES if fwd.afd else PLAIN_RESOURCES
     lines: list[OpCost] = []
     cycles = []
+    staged = _decode_overlap(fwd)
     for block in fwd.blocks:
         name = _block_name(block)
-        c = cycle(block.stage_seconds(), resources, k, pipeline)
+        c = cycle(block.stage_seconds(), resources, k, pipeline, staged)
         cycles.append((name, c))
         n = block.count * k
         lines += [OpCost(op.name, block.layer, op.stage, op.side, n, op.cost) for op in block.ops]

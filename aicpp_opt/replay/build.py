@@ -13,8 +13,10 @@ every layer and micro-batch, every op of ``aicpp_opt.model`` (never a display na
   attention GPU feeding it, as the op model prices them).
 - Dependencies are an engine's: layers in order; a micro-batch's layer waits for its own
   previous layer; each GPU runs its kernels one at a time in program order (micro-batch 0 of a
-  layer, then 1, ...), so one micro-batch's communication overlaps another's compute. The
-  overlap is whatever the network and the order give: the schedule model is not assumed.
+  layer, then 1, ...), so one micro-batch's communication overlaps another's compute. A plain
+  worker's decode forward with two micro-batches runs instead as SGLang runs it: one stream
+  per GPU in its decode overlap order (``_sglang_decode_layers``). The overlap is whatever the
+  network and the order give: the schedule model's cycle is not assumed.
 - Folding (``fold`` > 0): a block of identical layers may be built on its first ``fold`` (or
   ``fold`` + 1) layers only. The simulation is deterministic and every layer of a block is the
   same graph, so once the layers repeat, every op's start and end moving by the same time from
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aicpp_opt.model.ops import Forward, Op, Side, Stage, TransferKind
+from aicpp_opt.model.ops import Block, Forward, LayerClass, Op, Side, Stage, TransferKind
 from aicpp_opt.netsim.graph import Graph
 from aicpp_opt.netsim.simulate import SimResult
 from aicpp_opt.spec.plan import Shape
@@ -39,6 +41,7 @@ from aicpp_opt.spec.plan import Shape
 PERIOD_TOL = 1e-6  # relative spread of the layer-to-layer shifts accepted as one period
 
 CATEGORY = {
+    Stage.PREPARE: "attention",
     Stage.ATTENTION: "attention",
     Stage.SHARED: "attention",
     Stage.DENSE: "attention",
@@ -115,27 +118,39 @@ def _shift(sim: SimResult, layers: tuple[range, ...], q: int) -> float | None:
 class _Builder:
     """Appends one replica's ops to a graph, tracking each (GPU, micro-batch)'s last op."""
 
-    def __init__(self, g: Graph, gpus: ReplicaGpus, shape: Shape, dispatch: str):
+    def __init__(self, g: Graph, gpus: ReplicaGpus, shape: Shape, dispatch: str, stream: bool):
         self.g, self.gpus, self.shape, self.dispatch = g, gpus, shape, dispatch
         self.last: dict[tuple[int, int], int] = {}
+        self.stream: dict[int, int] | None = {} if stream else None
+        self.pending: dict[tuple[Op, int], dict[int, list[int]]] = {}
 
     def deps(self, gpu: int, mb: int) -> tuple[int, ...]:
         return (self.last[gpu, mb],) if (gpu, mb) in self.last else ()
+
+    def _compute(self, gpu: int, seconds: float, label: str, cat: str, deps, where) -> int:
+        """A kernel; with one stream per GPU, after the GPU's previous kernel too."""
+        if self.stream is not None and gpu in self.stream:
+            deps = (*deps, self.stream[gpu])
+        cid = self.g.compute(gpu, seconds, label, cat, deps, **where)
+        if self.stream is not None:
+            self.stream[gpu] = cid
+        return cid
 
     def add(self, op: Op, mb: int, layer: int) -> None:
         where = {"micro_batch": mb, "layer": layer}
         if op.transfer is None:
             cat = CATEGORY[op.stage]
             for gpu in self.gpus.side(op.side):
-                self.last[gpu, mb] = self.g.compute(
-                    gpu, op.seconds, op.name, cat, self.deps(gpu, mb), **where
+                self.last[gpu, mb] = self._compute(
+                    gpu, op.seconds, op.name, cat, self.deps(gpu, mb), where
                 )
             return
         kind = op.transfer.kind
         if kind == TransferKind.ALL_REDUCE:
             self._all_reduce(op, mb, where)
         elif kind in (TransferKind.EP_DISPATCH, TransferKind.EP_COMBINE):
-            self._ep(op, mb, where, combine=kind == TransferKind.EP_COMBINE)
+            self.issue(op, mb, layer)
+            self.wait(op, mb, layer)
         else:
             self._afd(op, mb, where, back=kind == TransferKind.F2A)
 
@@ -157,16 +172,23 @@ class _Builder:
 
     def _sync(self, gpu: int, mb: int, inbound: list[int], label: str, where: dict) -> None:
         deps = [*self.deps(gpu, mb), *inbound]
-        self.last[gpu, mb] = self.g.compute(gpu, 0.0, f"{label} done", "sync", deps, **where)
+        self.last[gpu, mb] = self._compute(gpu, 0.0, f"{label} done", "sync", deps, where)
 
-    def _ep(self, op: Op, mb: int, where: dict, combine: bool) -> None:
+    def issue(self, op: Op, mb: int, layer: int) -> None:
+        """Send an EP dispatch or combine: every member's shares to the others, each after the
+        sender's last op of this micro-batch (``wait`` then makes each receiver wait for its
+        inbound sends)."""
+        where = {"micro_batch": mb, "layer": layer}
         t = op.transfer
+        combine = t.kind == TransferKind.EP_COMBINE
         gpus = self.gpus.attention
         tp = self.shape.moe_tp
+        inbound: dict[int, list[int]] = {}
         for members in (gpus[i::tp] for i in range(tp)):
             n = len(members)
             shares = t.shares or (1.0 / n,) * n
-            inbound: dict[int, list[int]] = {m: [] for m in members}
+            for m in members:
+                inbound[m] = []
             for i, a in enumerate(members):
                 others = 1.0 - shares[i]
                 for j, b in enumerate(members):
@@ -175,8 +197,13 @@ class _Builder:
                     nbytes = t.nbytes * shares[j] / others
                     src, dst = (b, a) if combine else (a, b)
                     inbound[dst].append(self._send(src, dst, nbytes, op, mb, where))
-            for m in members:
-                self._sync(m, mb, inbound[m], op.name, where)
+        self.pending[op, mb] = inbound
+
+    def wait(self, op: Op, mb: int, layer: int) -> None:
+        """Each receiver of an issued EP dispatch or combine waits for its inbound sends."""
+        where = {"micro_batch": mb, "layer": layer}
+        for m, inbound in self.pending.pop((op, mb)).items():
+            self._sync(m, mb, inbound, op.name, where)
 
     def _afd(self, op: Op, mb: int, where: dict, back: bool) -> None:
         t = op.transfer
@@ -235,8 +262,9 @@ def forward_graph(
     ``after[gpu]`` when given, each block on at most ``fold`` of its layers when ``fold`` > 0;
     returns the graph, each GPU's last op and the folded blocks."""
     g = graph if graph is not None else Graph()
-    b = _Builder(g, gpus, shape, dispatch)
     k = fwd.micro_batches
+    staged = fwd.decode and not fwd.afd and k == 2
+    b = _Builder(g, gpus, shape, dispatch, stream=staged)
     if after:
         for gpu, op in after.items():
             for mb in range(k):
@@ -247,18 +275,19 @@ def forward_graph(
         built = block.count
         if 0 < fold < block.count:
             built = fold + (block.count - fold) % 2
-
-        layers = []
-        for _ in range(built):
-            first = len(g.ops)
-            for mb in range(k):
-                for op in block.ops:
-                    b.add(op, mb, layer)
-            layers.append(range(first, len(g.ops)))
-            layer += 1
+        if staged and block.layer == LayerClass.MOE:
+            layers = _sglang_decode_layers(b, block, built, layer)
+        else:
+            layers = []
+            for i in range(built):
+                first = len(g.ops)
+                for mb in range(k):
+                    for op in block.ops:
+                        b.add(op, mb, layer + i)
+                layers.append(range(first, len(g.ops)))
         if built < block.count:
             repeats.append(Repeat(block.count, tuple(layers)))
-            layer += block.count - built
+        layer += block.count
     for mb in range(k):
         for op in fwd.step_ops:
             b.add(op, mb, -1)
@@ -267,3 +296,50 @@ def forward_graph(
         deps = [b.last[gpu, mb] for mb in range(k) if (gpu, mb) in b.last]
         ends[gpu] = g.compute(gpu, 0.0, "forward done", "sync", deps)
     return g, ends, tuple(repeats)
+
+
+def _sglang_decode_layers(b: _Builder, block: Block, built: int, first_layer: int) -> list[range]:
+    """``built`` layers of a plain worker's decode block in SGLang's two-batch overlap order
+    (``model.schedule.sglang_decode_cycle`` has the strategy): each micro-batch's layer as five
+    stages on one GPU stream (prepare | attention kernel and router | issue dispatch, shared
+    expert | wait for dispatch, routed experts, issue combine | wait for combine, once-per-step
+    ops of an MTP block), micro-batch 0 two stages ahead, then the two alternating stage by
+    stage, micro-batch 0 first. Returns the op ids of each layer's stretch of the alternation
+    (micro-batch 1's five stages of the layer and micro-batch 0's between them): one op
+    structure per layer but the last, whatever the timing."""
+
+    def stages(mb: int, layer: int) -> list:
+        ops = {st: [op for op in block.ops if op.stage == st] for st in Stage}
+        issue = [lambda op=op: b.issue(op, mb, layer) for op in ops[Stage.DISPATCH]]
+        issue_c = [lambda op=op: b.issue(op, mb, layer) for op in ops[Stage.COMBINE]]
+        wait = [lambda op=op: b.wait(op, mb, layer) for op in ops[Stage.DISPATCH]]
+        wait_c = [lambda op=op: b.wait(op, mb, layer) for op in ops[Stage.COMBINE]]
+
+        def run(*sts):
+            return [lambda op=op: b.add(op, mb, layer) for st in sts for op in ops[st]]
+
+        return [
+            run(Stage.PREPARE),
+            run(Stage.ATTENTION),
+            issue + run(Stage.SHARED),
+            wait + run(Stage.EXPERTS, Stage.DENSE) + issue_c,
+            wait_c + run(Stage.STEP),
+        ]
+
+    per_layer = 5
+    program = {
+        mb: [st for i in range(built) for st in stages(mb, first_layer + i)] for mb in (0, 1)
+    }
+    for stage in program[0][:2]:
+        for action in stage:
+            action()
+    ranges = []
+    for i in range(built):
+        start = len(b.g.ops)
+        for j in range(per_layer * i, per_layer * (i + 1)):
+            for mb, at in ((0, j + 2), (1, j)):
+                if at < len(program[mb]):
+                    for action in program[mb][at]:
+                        action()
+        ranges.append(range(start, len(b.g.ops)))
+    return ranges

@@ -16,8 +16,9 @@ one micro-batch's round trip): the K micro-batches circulate as jobs of a closed
 with deterministic service, every resource serving one stage, and this is its cycle. A plain
 worker's GPU serves several stages in an order the engine fixes, so its two-batch overlap is
 timed by that order (``sglang_decode_cycle``: SGLang's decode strategy, DeepSeek's published
-one) for decode forwards; prefill and mixed forwards keep the cyclic-network bound, a lower
-bound there (the replay, which does not assume it, shows the gap). ``serial``: K round trips,
+one) for decode forwards, whatever the framework (vLLM's dual-batch overlap and TRT-LLM's
+orders are not modelled apart); prefill and mixed forwards keep the cyclic-network bound, a
+lower bound there (the replay, which does not assume it, shows the gap). ``serial``: K round trips,
 no overlap (the upper bound). With K = 1 both are the round trip.
 
 The step is the sum over blocks of layers x cycle, plus K x the once-per-forward ops. Its

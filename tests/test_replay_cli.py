@@ -112,3 +112,30 @@ def test_solve_mode_afd_on_the_small_instance(tmp_path, replay):
     assert data["rounds"][0]["checker"] == "replay" and data["replay"]["tpot_mean_ms"] > 0
     for r in data["replay"]["roles"]:  # both kinds of iteration replayed as the AFD unit
         assert r["mixed_step_ms"] > r["step_ms"] > 0
+
+
+def test_replay_rows_compare_steps_at_the_batch_they_name():
+    """nvl72_pd gives no rates: the evaluator fills its decode role at the balanced flow (about
+    60 sequences per GPU), the replay runs the configured 64. The step row names both, and its
+    evaluator column is the op model's step at the evaluator's batch, not at the configured one
+    its breakdown shows."""
+    from aicpp_opt.commands.replay import _rows
+    from aicpp_opt.evaluate.evaluation import evaluate_plan
+    from aicpp_opt.model.context import build_context
+    from aicpp_opt.model.steps import decode_step
+    from aicpp_opt.replay.adapter import replay_plan
+    from aicpp_opt.spec.instance import load_instance
+    from aicpp_opt.spec.plan import load_plan
+
+    inst = load_instance("h200_nvl72")
+    plan = load_plan("instances/plans/nvl72_pd.json", inst)
+    decode = next(r for r in plan.roles if r.id == "decode")
+    report, ev = replay_plan(plan, inst), evaluate_plan(plan, inst)
+    filled = next(r for r in ev.roles if r.role == "decode").filled_batch
+    label, at_eval, replayed = next(
+        row for row in _rows(report, ev, {r.id: 1.0 for r in plan.roles}) if "step" in row[0]
+    )
+    assert label == f"decode step ms at {filled:.1f}|{decode.batch_per_gpu:.1f}/GPU"
+    ctx = build_context(inst, inst.workload(decode.workload), framework=plan.framework)
+    assert at_eval == pytest.approx(decode_step(ctx, decode, filled).total * 1e3, rel=1e-6)
+    assert replayed == pytest.approx(report.role("decode").step_s * 1e3)

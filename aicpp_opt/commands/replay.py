@@ -42,6 +42,7 @@ def replay(
     checked before any work."""
     from aicpp_opt.evaluate.evaluation import evaluate_plan
     from aicpp_opt.model.routing import parse_routing
+    from aicpp_opt.model.steps import accepted_tokens
     from aicpp_opt.replay.adapter import replay_plan
     from aicpp_opt.spec.instance import load_instance
     from aicpp_opt.spec.model import load_model
@@ -72,15 +73,19 @@ def replay(
     if as_json:
         click.echo(dumps_json(report.to_dict(), indent=1), nl=False)
     else:
-        print_report(report, evaluate_plan(plan, inst, wl, routing=route))
+        accepted = {
+            r.id: accepted_tokens(r.mtp, (wl or inst.workload(r.workload)).mtp_acceptance)
+            for r in plan.roles
+        }
+        print_report(report, evaluate_plan(plan, inst, wl, routing=route), accepted)
     if isinstance(report.astra, InputError):
         err = report.astra
         raise InputError(err.field, f"{err.message} (the built-in result above stands)")
 
 
-def print_report(report, evaluation) -> None:
-    """Per-side times, mean op durations, the evaluator's numbers against the replayed ones,
-    AstraSim's result."""
+def print_report(report, evaluation, accepted: dict[str, float]) -> None:
+    """Per-side times, mean op durations, the evaluator's numbers against the replayed ones
+    (``accepted``: each role's accepted tokens per step), AstraSim's result."""
     result = report.result
     click.echo(f"replay: {report.simulator}")
     for role, t in result.roles.items():
@@ -92,7 +97,7 @@ def print_report(report, evaluation) -> None:
         if cat != "sync":
             click.echo(f"  mean {cat:<15} {s * 1e6:10.2f} us")
     click.echo(f"  {'':<34}{'evaluator':>12}{'replayed':>12}{'diff':>9}")
-    for row in _rows(report, evaluation):
+    for row in _rows(report, evaluation, accepted):
         name, p, r = row
         diff = r / p - 1 if p and math.isfinite(p) else 0.0
         click.echo(f"  {name:<34}{p:12.3f}{r:12.3f}{diff:9.1%}")
@@ -114,9 +119,12 @@ def print_report(report, evaluation) -> None:
             click.echo(f"  AstraSim note: {note}")
 
 
-def _rows(report, evaluation) -> list[tuple[str, float, float]]:
-    """(label, evaluator, replayed) per role: step and TPOT of serving roles, prefill forward
-    and KV transfer of prefill roles; then the fleet's throughput."""
+def _rows(report, evaluation, accepted: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(label, evaluator, replayed) per role: step and TPOT of serving roles at the batch their
+    rate fills (the evaluator's step there is its mean TPOT x accepted tokens per step; its
+    breakdown's step is at the configured batch; a plan without rates is replayed at its
+    configured batch, and the label shows both batches, evaluator's|replay's, when they
+    differ), prefill forward and KV transfer of prefill roles; then the fleet's throughput."""
     rows = []
     for r in evaluation.roles:
         rep = report.role(r.role)
@@ -125,7 +133,10 @@ def _rows(report, evaluation) -> list[tuple[str, float, float]]:
             kv = r.ttft.kv_transfer if r.ttft is not None else 0.0
             rows.append((f"{r.role} KV transfer ms", kv * 1e3, rep.kv_transfer_s * 1e3))
         else:
-            rows.append((f"{r.role} step ms", r.step.total * 1e3, rep.step_s * 1e3))
+            step = r.tpot.mean * accepted[r.role]
+            ev, rp = r.filled_batch, rep.batch_per_gpu
+            at = f"{rp:.1f}" if ev is None or round(ev, 1) == round(rp, 1) else f"{ev:.1f}|{rp:.1f}"
+            rows.append((f"{r.role} step ms at {at}/GPU", step * 1e3, rep.step_s * 1e3))
             rows.append((f"{r.role} TPOT mean ms", r.tpot.mean * 1e3, rep.tpot_s * 1e3))
     rows.append(("throughput tok/s", evaluation.output_tps, report.throughput_tps))
     return rows

@@ -139,3 +139,10 @@ class Forward:
     afd: bool
     notes: tuple[str, ...] = field(default=())
     decode: bool = False
+
+    @property
+    def decode_overlap(self) -> bool:
+        """A plain worker's decode forward in two micro-batches: the engine runs it with its
+        decode two-batch overlap (SGLang's stage order; the schedule times it, the replay
+        builds it)."""
+        return self.decode and not self.afd and self.micro_batches == 2

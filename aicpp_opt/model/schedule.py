@@ -196,17 +196,11 @@ def step_seconds(fwd: Forward, pipeline: str = "pipelined") -> float:
     asks for the time of tens of thousands of forwards and needs no lines)."""
     k = fwd.micro_batches
     resources = AFD_RESOURCES if fwd.afd else PLAIN_RESOURCES
-    staged = _decode_overlap(fwd)
+    staged = fwd.decode_overlap
     total = k * sum(op.cost.seconds for op in fwd.step_ops)
     for block in fwd.blocks:
         total += block.count * cycle(block.stage_seconds(), resources, k, pipeline, staged).seconds
     return total
-
-
-def _decode_overlap(fwd: Forward) -> bool:
-    """Whether the forward runs an engine's decode two-batch overlap (a plain worker's decode
-    forward)."""
-    return fwd.decode and not fwd.afd
 
 
 def _block_name(block: Block) -> str:
@@ -219,7 +213,7 @@ def schedule(fwd: Forward, pipeline: str = "pipelined") -> Step:
     resources = AFD_RESOURCES if fwd.afd else PLAIN_RESOURCES
     lines: list[OpCost] = []
     cycles = []
-    staged = _decode_overlap(fwd)
+    staged = fwd.decode_overlap
     for block in fwd.blocks:
         name = _block_name(block)
         c = cycle(block.stage_seconds(), resources, k, pipeline, staged)

@@ -47,7 +47,7 @@ from aicpp_opt.model.steps import (
 )
 from aicpp_opt.netsim.fabric import Fabric
 from aicpp_opt.netsim.graph import Graph
-from aicpp_opt.netsim.simulate import simulate
+from aicpp_opt.netsim.simulate import SimResult, simulate
 from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.replay.build import ReplicaGpus, forward_graph, unbuilt_seconds
 from aicpp_opt.replay.run import SIMULATOR, ReplayResult, categories, role_times
@@ -109,7 +109,7 @@ class Replayed:
     layers add to every time after them."""
 
     graph: Graph
-    sim: object
+    sim: SimResult
     unbuilt_s: float = 0.0
 
     @property

@@ -263,7 +263,7 @@ def forward_graph(
     returns the graph, each GPU's last op and the folded blocks."""
     g = graph if graph is not None else Graph()
     k = fwd.micro_batches
-    staged = fwd.decode and not fwd.afd and k == 2
+    staged = fwd.decode_overlap
     b = _Builder(g, gpus, shape, dispatch, stream=staged)
     if after:
         for gpu, op in after.items():
@@ -308,22 +308,20 @@ def _sglang_decode_layers(b: _Builder, block: Block, built: int, first_layer: in
     (micro-batch 1's five stages of the layer and micro-batch 0's between them): one op
     structure per layer but the last, whatever the timing."""
 
-    def stages(mb: int, layer: int) -> list:
-        ops = {st: [op for op in block.ops if op.stage == st] for st in Stage}
-        issue = [lambda op=op: b.issue(op, mb, layer) for op in ops[Stage.DISPATCH]]
-        issue_c = [lambda op=op: b.issue(op, mb, layer) for op in ops[Stage.COMBINE]]
-        wait = [lambda op=op: b.wait(op, mb, layer) for op in ops[Stage.DISPATCH]]
-        wait_c = [lambda op=op: b.wait(op, mb, layer) for op in ops[Stage.COMBINE]]
+    by_stage = {st: [op for op in block.ops if op.stage == st] for st in Stage}
 
-        def run(*sts):
-            return [lambda op=op: b.add(op, mb, layer) for st in sts for op in ops[st]]
+    def stages(mb: int, layer: int) -> list:
+        def do(action, *sts):
+            return [lambda op=op: action(op, mb, layer) for st in sts for op in by_stage[st]]
 
         return [
-            run(Stage.PREPARE),
-            run(Stage.ATTENTION),
-            issue + run(Stage.SHARED),
-            wait + run(Stage.EXPERTS, Stage.DENSE) + issue_c,
-            wait_c + run(Stage.STEP),
+            do(b.add, Stage.PREPARE),
+            do(b.add, Stage.ATTENTION),
+            do(b.issue, Stage.DISPATCH) + do(b.add, Stage.SHARED),
+            do(b.wait, Stage.DISPATCH)
+            + do(b.add, Stage.EXPERTS, Stage.DENSE)
+            + do(b.issue, Stage.COMBINE),
+            do(b.wait, Stage.COMBINE) + do(b.add, Stage.STEP),
         ]
 
     per_layer = 5

@@ -113,11 +113,18 @@ def test_prefill_queue_matches_a_simulation_of_its_own(forwards, ranks, util):
 
 
 @pytest.mark.parametrize(
-    ("forwards", "ranks", "util"), [((1.0,), 4, 0.9), ((0.5, 0.8, 1.0), 2, 0.97)]
+    ("forwards", "ranks", "util"),
+    [
+        ((1.0,), 4, 0.9),
+        ((0.5, 0.8, 1.0), 2, 0.97),
+        (tuple(0.034 + 0.0009 * m for m in range(1, 129)), 2, 0.3),
+    ],
 )
 def test_forward_end_law_is_the_dense_chains_stationary_vector(forwards, ranks, util):
     """The banded solve (folded tail, a likely state fixed) against the eigenvector of the
-    dense transition matrix written out state by state."""
+    dense transition matrix written out state by state. The third case is a wide batch at
+    light load, where the chain settles near 22 waiting and the old anchor (rate x S(B) = 76
+    waiting, a weight near 1e-14) left the solve all on the anchor."""
     seconds = np.array([forwards[(m - 1) // ranks] for m in range(1, ranks * len(forwards) + 1)])
     full, rate = len(seconds), util * len(seconds) / seconds[-1]
     law = _forward_end_law(rate, seconds)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.fft import irfft, next_fast_len, rfft
 from scipy.linalg import solve_banded
-from scipy.signal import fftconvolve
 from scipy.special import gammaincc, gammaln, pdtr
 
 from aicpp_opt.model.delays import NO_WAIT, Wait
@@ -190,7 +190,7 @@ def prefill_queue(
             ahead = _arrived_before(rate * forwards[k - 1], u)
             parts += _arrivals(forwards, ranks, forwards[k - 1], share, ahead, u, rate)
     # full forwards, with r = n - B still waiting ahead of their arrivals
-    ahead = fftconvolve(carry[None, :], _arrived_before(rate * seconds[-1], u), axes=1)
+    ahead = _convolve_rows(carry, _arrived_before(rate * seconds[-1], u))
     ahead = ahead.clip(0.0, None)
     mass = np.cumsum(ahead.sum(axis=0)[::-1])[::-1]
     ahead = ahead[:, : max(1, int(np.count_nonzero(mass > TAIL_MASS * mass[0])))]
@@ -213,9 +213,31 @@ def prefill_queue(
     )
 
 
+def _likely_state(a: np.ndarray, size: int) -> int:
+    """A state of the forward-end chain with a weight far from negligible: where the fluid
+    chain n -> rate x S(min(n, B)) settles (``a[m - 1]``: rate x S(m)), from n = rate x S(B)."""
+    n = float(a[-1])
+    for _ in range(64):
+        n = float(a[min(max(int(n), 1), len(a)) - 1])
+    return min(int(n), size - 1)
+
+
+def _poisson_span(a: float) -> tuple[int, int]:
+    """Counts [first, reach) of Poisson(a) outside which its mass is negligible (as beyond
+    ``_poisson_reach``: eight standard deviations)."""
+    return max(0, int(a - 8 * math.sqrt(a))), _poisson_reach(a)
+
+
 def _poisson_reach(a: float) -> int:
     """Counts 0..reach-1 hold all but a negligible mass of Poisson(a)."""
     return int(a + 8 * math.sqrt(a) + 10)
+
+
+def _convolve_rows(law: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The full linear convolution of ``law`` with each row of ``rows`` (by FFT)."""
+    n = len(law) + rows.shape[1] - 1
+    size = next_fast_len(n, real=True)
+    return irfft(rfft(law, size)[None, :] * rfft(rows, size, axis=1), size, axis=1)[:, :n]
 
 
 def _arrived_before(a: float, u: np.ndarray) -> np.ndarray:
@@ -264,27 +286,37 @@ def _forward_end_law(rate: float, seconds: np.ndarray) -> np.ndarray | None:
 
 def _chain(rate: float, seconds: np.ndarray, size: int) -> np.ndarray:
     """The forward-end chain on 0..size-1 (mass beyond it folded into the last state). From n
-    it moves to max(n - B, 0) + A, so its balance equations are banded (at most ``reach``
-    states below the diagonal, B above); one of them is replaced by fixing the weight of a
-    likely state (n = rate x S(B), where the idle state's may be 1e-50), then normalised."""
+    it moves to max(n - B, 0) + A, A ~ Poisson(rate x S(min(n, B))) held to the counts
+    ``_poisson_span`` keeps, so its balance equations are banded (as many states below and
+    above the diagonal as those moves reach); one of them is replaced by fixing the weight of
+    a likely state (``_likely_state``; the idle state's may be 1e-50), then normalised."""
     full = len(seconds)
-    k = np.arange(_poisson_reach(rate * float(seconds.max())))
-    pmf = _poisson_pmf(k[None, :], rate * seconds[:, None])  # row m - 1: a forward of m
-    lower, upper = len(k), full
+    a = rate * seconds  # row m - 1: the arrivals during a forward of m
+    spans = np.array([_poisson_span(float(x)) for x in a])
+    k = np.arange(spans[:, 1].max())
+    pmf = _poisson_pmf(k[None, :], a[:, None])
+    pmf[k[None, :] < spans[:, :1]] = 0.0
+    n = np.arange(size)
+    row = np.minimum(np.maximum(n, 1), full) - 1
+    base = np.maximum(n - full, 0)
+    lower = int((base + spans[row, 1] - 1 - n).max())
+    upper = int((n - base - spans[row, 0]).max())
     band = np.zeros((lower + upper + 1, size))
     # n < B: the forward takes all n (one request after an idle spell), next n' = A
-    for n in range(full):
-        band[upper - n + k, n] = pmf[max(n, 1) - 1]
-    # n >= B: n' = n - B + A, the band's row A; the last columns fold A past the last state
-    band[:lower, full:] = pmf[-1][:, None]
-    edge = np.arange(max(full, size - lower + full), size)
-    cut = (size - 1 - edge + full)[None, :]
+    for col in range(full):
+        lo, hi = spans[row[col]]
+        band[upper - col + lo : upper - col + hi, col] = pmf[row[col], lo:hi]
+    # n >= B: n' = n - B + A; the last columns fold A past the last state
+    lo, hi = spans[-1]
+    band[upper - full + lo : upper - full + hi, full:] = pmf[-1, lo:hi, None]
+    edge = np.arange(max(full, size - hi + full), size)
+    cut = size - 1 - edge + full  # the A that lands on the last state
     tail = np.cumsum(pmf[-1][::-1])[::-1]
-    rows = k[:, None]
-    band[:lower, edge] = np.where(rows < cut, band[:lower, edge], 0.0)
-    band[cut[0], edge] = tail[cut[0]]
+    fold = np.arange(lo, hi)[:, None]
+    band[upper - full + fold, edge] = np.where(fold < cut, pmf[-1, lo:hi, None], 0.0)
+    band[upper + size - 1 - edge, edge] = tail[cut]
     band[upper] -= 1.0
-    anchor = min(int(rate * seconds[-1]), size - 1)
+    anchor = _likely_state(a, size)
     cols = np.arange(max(0, anchor - lower), min(size, anchor + upper + 1))
     band[upper + anchor - cols, cols] = 0.0
     band[upper, anchor] = 1.0

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import integrate, stats
+from scipy import integrate
+from scipy.special import ndtr
 
 from aicpp_opt.errors import InputError, brief
 
@@ -99,7 +100,8 @@ def expected_max_normal(n: int) -> float:
         return 0.0
 
     def density(x: float) -> float:
-        return n * x * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1)
+        pdf = math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return n * x * pdf * ndtr(x) ** (n - 1)
 
     return float(integrate.quad(density, -12, 12, limit=200)[0])
 

@@ -26,16 +26,30 @@ def expand(kind: str, members: tuple[int, ...], size: float, algorithm: str) -> 
             )
         if kind == "alltoall":
             raise InputError("replay.algorithm", "alltoall runs ring (pairwise) or direct")
-    phases = {
-        "all_reduce": ("rs", "ag"),
-        "reduce_scatter": ("rs",),
-        "all_gather": ("ag",),
-        "alltoall": ("a2a",),
-    }[kind]
     got: list[tuple[int, ...]] = [()] * n  # steps each member must have received first
-    for phase in phases:
+    for phase in PHASES[kind]:
         got = _PHASES[(phase, algorithm)](steps, members, size, got)
     return steps
+
+
+def ring_part(kind: str, members: tuple[int, ...], size: float, ranks: int) -> Steps:
+    """The ring algorithm's steps of ``kind`` (not alltoall) over a ring of ``ranks`` ranks
+    of which ``members`` are one part that the rest repeat alike (``netsim.patterns``): per
+    phase, its ranks - 1 rounds of size / ranks, run round ``members``' own ring."""
+    steps: Steps = ([], [], [], [])
+    got: list[tuple[int, ...]] = [()] * len(members)
+    for _ in PHASES[kind]:
+        got = _ring(steps, members, size, got, ranks)
+    return steps
+
+
+PHASES = {
+    "all_reduce": ("rs", "ag"),
+    "reduce_scatter": ("rs",),
+    "all_gather": ("ag",),
+    "alltoall": ("a2a",),
+}
+"""The phases each collective runs: reduce-scatter, all-gather, all-to-all."""
 
 
 def _add(steps: Steps, src: int, dst: int, nbytes: float, deps: tuple[int, ...]) -> int:
@@ -46,11 +60,15 @@ def _add(steps: Steps, src: int, dst: int, nbytes: float, deps: tuple[int, ...])
     return len(steps[0]) - 1
 
 
-def _ring(steps: Steps, members, size, got):
-    """n-1 rounds; in each, member i forwards size/n to i+1 after receiving from i-1."""
+def _ring(steps: Steps, members, size, got, ranks: int = 0):
+    """ranks - 1 rounds (ranks: n, the members, unless given); in each, member i forwards
+    size/ranks to i+1 after receiving from i-1."""
     n = len(members)
-    for _ in range(n - 1):
-        sent = [_add(steps, members[i], members[(i + 1) % n], size / n, got[i]) for i in range(n)]
+    ranks = ranks or n
+    for _ in range(ranks - 1):
+        sent = [
+            _add(steps, members[i], members[(i + 1) % n], size / ranks, got[i]) for i in range(n)
+        ]
         got = [(sent[(i - 1) % n],) for i in range(n)]
     return got
 

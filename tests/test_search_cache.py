@@ -1,14 +1,20 @@
-"""The capacity cache is user-writable state: a file that is not what the solver stored (not
-JSON, NaN, another shape, wrong types) is recomputed, never trusted and never a crash; a good
-file is read back to the same options."""
+"""The disk cache is user-writable state: a capacity file that is not what the solver stored
+(not JSON, NaN, another shape, wrong types) is recomputed, never trusted and never a crash; a
+good file is read back to the same options. The same holds for the link model's stored
+curves."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from aicpp_opt import PROJECT_ROOT
+from aicpp_opt.costs.comm import model_curve, stored_model_curve
+from aicpp_opt.costs.linkmodel import NOMINAL
+from aicpp_opt.netsim.patterns import Geometry, Pattern
+from aicpp_opt.netsim.topology import Dim, Topology
 from aicpp_opt.search.problem import make_problem
 from aicpp_opt.search.solve import Timing, options
 from aicpp_opt.spec.instance import parse_instance
@@ -34,7 +40,11 @@ def first(tmp_path_factory):
         opts, _ = solved(mp, folder)
     finally:
         mp.undo()
-    files = {p: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    files = {
+        p: json.loads(p.read_text())
+        for p in folder.glob("*.json")
+        if not p.name.startswith("curve-")
+    }
     known = next(p for p, d in files.items() if all(isinstance(v, list) for v in d.values()))
     (samples,) = set(files) - {known}
     return opts, {"known": known, "samples": samples}
@@ -69,3 +79,41 @@ def test_a_damaged_file_is_recomputed(monkeypatch, first, tmp_path, which, damag
     (tmp_path / path.name).write_text(damage(json.loads(path.read_text())))
     again, timing = solved(monkeypatch, tmp_path)
     assert timing.exact > 0 and again == opts
+
+
+CURVE = (Geometry(Pattern.ALL_GATHER, 8), Topology((Dim("switch", 8, 450e9, 1e-6),)))
+
+
+def test_a_stored_curve_reads_back_to_the_simulated_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("AICPP_OPT_CACHE", str(tmp_path))
+    geom, topo = CURVE
+    first = stored_model_curve(geom, NOMINAL, topo)
+    (path,) = tmp_path.glob("curve-*.json")
+    again = stored_model_curve(geom, NOMINAL, topo)
+    fresh = model_curve(geom, NOMINAL, topo)
+    for curve in (first, again):
+        assert np.array_equal(curve.seconds, fresh.seconds)
+        assert np.array_equal(curve.pwl_seconds, fresh.pwl_seconds)
+        assert curve.source == fresh.source
+
+
+DAMAGED_CURVES = [
+    "{",
+    "[1]",
+    '{"x": [1, 2]}',
+    '{"op": 1, "x": "ab"}',
+    '{"op": "a", "axis": "b", "x": [1], "y": [1, 2], "pwl_x": [1], "pwl_y": [1], "source": ""}',
+    '{"op": "a", "axis": "b", "x": [], "y": [], "pwl_x": [1], "pwl_y": [1], "source": ""}',
+    '{"op": "a", "axis": "b", "x": [1], "y": [Infinity], "pwl_x": [1], "pwl_y": [1], "source": ""}',
+]
+
+
+@pytest.mark.parametrize("text", DAMAGED_CURVES)
+def test_a_damaged_curve_file_is_simulated_again(monkeypatch, tmp_path, text):
+    monkeypatch.setenv("AICPP_OPT_CACHE", str(tmp_path))
+    geom, topo = CURVE
+    stored_model_curve(geom, NOMINAL, topo)
+    (path,) = tmp_path.glob("curve-*.json")
+    path.write_text(text)
+    curve = stored_model_curve(geom, NOMINAL, topo)
+    assert np.array_equal(curve.seconds, model_curve(geom, NOMINAL, topo).seconds)

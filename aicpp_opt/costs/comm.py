@@ -35,6 +35,7 @@ from functools import cached_property
 
 import numpy as np
 
+from aicpp_opt import diskcache
 from aicpp_opt.costs import CostModel
 from aicpp_opt.costs.curve import Curve, Latency
 from aicpp_opt.costs.linkmodel import (
@@ -329,8 +330,47 @@ class CommModel:
         key = (geom, fit, topo)
         curve = self._models.get(key)
         if curve is None:
-            curve = self._models[key] = model_curve(geom, fit, topo, system)
+            curve = self._models[key] = stored_model_curve(geom, fit, topo, system)
         return curve
+
+
+CURVE_CODE = ("costs", "netsim")
+"""Packages whose source decides a model curve: editing one invalidates the stored curves."""
+
+
+def stored_model_curve(geom: Geometry, fit: LinkFit, topo: Topology, system: bool = False) -> Curve:
+    """``model_curve``, kept in the disk cache (``aicpp_opt.diskcache``) under its inputs and
+    the code that simulates it, so worker processes of one solve and later runs reuse what one
+    of them simulated."""
+    name = "curve-" + diskcache.digest(
+        {
+            "curve": [repr(geom), repr(fit), repr(topo), system],
+            "code": diskcache.code_version(CURVE_CODE),
+        }
+    )
+    hit = diskcache.load(name)
+    if hit is not None:
+        try:
+            x, y, px, py = (np.array(hit[k], dtype=float) for k in ("x", "y", "pwl_x", "pwl_y"))
+            whole = x.ndim == px.ndim == 1 and x.shape == y.shape and px.shape == py.shape
+            if whole and x.size and px.size and np.isfinite([*x, *y, *px, *py]).all():
+                return Curve(str(hit["op"]), str(hit["axis"]), x, y, px, py, str(hit["source"]))
+        except (KeyError, TypeError, ValueError):
+            pass  # a file of another shape: simulated again
+    curve = model_curve(geom, fit, topo, system)
+    diskcache.store(
+        name,
+        {
+            "op": curve.op,
+            "axis": curve.load_axis,
+            "x": curve.x.tolist(),
+            "y": curve.seconds.tolist(),
+            "pwl_x": curve.pwl_x.tolist(),
+            "pwl_y": curve.pwl_seconds.tolist(),
+            "source": curve.source,
+        },
+    )
+    return curve
 
 
 def model_curve(geom: Geometry, fit: LinkFit, topo: Topology, system: bool = False) -> Curve:

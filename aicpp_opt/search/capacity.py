@@ -205,9 +205,12 @@ class _Family:
         if s is None:
             return False
         tpot = self.ctx.workload.slo.tpot
+        accepted = accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance)
+        if s[0] / accepted <= tpot:  # the batch it fills is at most ``batch``: no longer step
+            return True
         if len(s) == 2:
             s.append(self._operating_step(batch, s))
-        return s[2] / accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance) <= tpot
+        return s[2] / accepted <= tpot
 
     def _operating_step(self, batch: int, s: list) -> float:
         """The decode step at the batch the family's capacity fills (``operating_batch``), where

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from aicpp_opt import deadline
+from aicpp_opt import deadline, diskcache
 from aicpp_opt.errors import InfeasibleError, InputError, OutOfTimeError
 from aicpp_opt.evaluate.evaluation import Evaluation, evaluate_context
 from aicpp_opt.model.steps import accepted_tokens, decode_step_seconds
@@ -101,10 +101,10 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
     drafts = max(mtp_drafts(ctx.model, inst), default=0)
     extra = {"max_batch_per_gpu": inst.search.max_batch_per_gpu, "drafts": drafts}
     name = cache.key(ctx, extra)
-    known = cache.load(name) or {}
+    known = diskcache.load(name) or {}
     samples_name = cache.key(ctx, extra, slo_targets=False)
     complete = all(f.key in known for f in fams)  # then the op model's samples are not needed
-    samples = {} if complete else cache.load(samples_name) or {}
+    samples = {} if complete else diskcache.load(samples_name) or {}
     report = None
     if prob.progress is not None:
 
@@ -119,9 +119,9 @@ def _capacities(prob: Problem, wl_name: str, banned: frozenset[str], timing: Tim
         known, samples, complete = {}, {}, False  # cache files of another shape: recompute
         settled = settle(ctx, fams, inst.search.max_batch_per_gpu, known, report, samples, drafts)
     if settled.updated:
-        cache.store(name, settled.known)
+        diskcache.store(name, settled.known)
         if not complete:
-            cache.store(samples_name, samples)
+            diskcache.store(samples_name, samples)
     else:
         timing.cached += 1
     timing.exact += settled.exact

@@ -397,7 +397,7 @@ def agg_hold(ctx: Context, role: Role, it: AggIteration) -> float:
     tokens mean iterations."""
     wl = ctx.workload
     return it.prefill_service + wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance) * (
-        it.mean.total
+        it.mean_seconds
     )
 
 
@@ -411,7 +411,7 @@ def agg_budget_rate(ctx: Context, role: Role, it: AggIteration) -> float:
     """Requests/s an aggregated role's prefill budgets absorb with every iteration mixed: the
     rate at which the wait for budget (``agg_delays``) grows without bound."""
     share = ctx.workload.new_prompt_tokens / role.chunk_tokens
-    return role.replicas * role.shape.attn_dp / (share * it.mixed.total)
+    return role.replicas * role.shape.attn_dp / (share * it.mixed_seconds)
 
 
 FILL_STEP = 1 / 16
@@ -463,15 +463,15 @@ def agg_delays(
     more regular than Poisson: ``model.queueing.seat_wait``), then its mixed iterations."""
     wl = ctx.workload
     per_rank = rate / (role.replicas * role.shape.attn_dp)
-    service = wl.new_prompt_tokens / role.chunk_tokens * it.mixed.total
+    service = wl.new_prompt_tokens / role.chunk_tokens * it.mixed_seconds
     budget = Wait(min(per_rank * service, 1.0), ttft_queueing(per_rank, service, 1))
     seats = max(1, int(role.batch_per_gpu * role.shape.attn_tp + 1e-9))
     hold = agg_hold(ctx, role, it)
     seat = seat_wait(per_rank, hold, seats, 1 / role.shape.attn_dp, wl.osl_cv**2)
-    in_mixed = it.share * it.mixed.total / it.mean.total
+    in_mixed = it.share * it.mixed_seconds / it.mean_seconds
     return [
-        (1.0 - in_mixed, Delay(it.prefill_service, (), it.decode_only.total, (budget, seat))),
-        (in_mixed, Delay(it.prefill_service, (), it.mixed.total, (budget, seat))),
+        (1.0 - in_mixed, Delay(it.prefill_service, (), it.decode_seconds, (budget, seat))),
+        (in_mixed, Delay(it.prefill_service, (), it.mixed_seconds, (budget, seat))),
     ]
 
 
@@ -639,7 +639,7 @@ def _decode_like(ctx: Context, role: Role, acc: _Roles) -> RoleResult:
 def _agg_tpot(ctx: Context, role: Role, it: AggIteration) -> Tpot:
     accepted = accepted_tokens(role.mtp, ctx.workload.mtp_acceptance)
     return Tpot(
-        it.mean.total / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it)
+        it.mean_seconds / accepted, agg_tpot_percentile(ctx, role, it), itl_percentile(ctx, it)
     )
 
 

@@ -14,13 +14,15 @@ inter-token latency (ITL) percentile, the gap between streamed chunks, is report
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from statistics import NormalDist
 
 from scipy.optimize import brentq
 
 from aicpp_opt.model.context import Context
 from aicpp_opt.model.forward import Load, Span, forward
+from aicpp_opt.model.ops import Forward
 from aicpp_opt.model.schedule import OpCost, Step, schedule, step_seconds
 from aicpp_opt.spec.plan import Role
 
@@ -111,23 +113,57 @@ class AggIteration:
     them), so a replica iteration is as long as its slowest rank's: mixed with probability
     ``share`` = 1 - (1 - rank_share)^ranks when a prompt fits one iteration; a longer prompt's
     consecutive mixed iterations also carry the other ranks' prompts that arrive meanwhile, so
-    then ``share`` follows ``chunked_share``. ``mean`` is the average iteration, ``mixed`` and
-    ``decode_only`` the two kinds."""
+    then ``share`` follows ``chunked_share``. ``decode_seconds`` and ``mixed_seconds`` time the
+    two kinds of iteration, ``mean_seconds`` the average one; their breakdowns (``decode_only``,
+    ``mixed``, ``mean``) are scheduled from ``forwards`` when first asked for (the optimiser
+    asks for the times of tens of thousands and never for a breakdown)."""
 
-    mean: Step
-    mixed: Step
-    decode_only: Step
+    decode_seconds: float
+    mixed_seconds: float
     prompts: float
     prefill_tokens: float
     rank_share: float
     share: float
     chunks: int
     keeps_up: bool
+    ranks: int
+    """Attention-DP ranks of a replica, in lock step."""
+    forwards: tuple[Forward, Forward] = field(repr=False, compare=False)
+    """(decode-only, mixed) forwards, one micro-batch of each kind."""
+    pipeline: str = "pipelined"
+
+    @property
+    def mean_seconds(self) -> float:
+        return (1.0 - self.share) * self.decode_seconds + self.share * self.mixed_seconds
 
     @property
     def prefill_service(self) -> float:
         """Seconds of mixed iterations one prompt's prefill takes on its rank."""
-        return self.chunks * self.mixed.total
+        return self.chunks * self.mixed_seconds
+
+    @cached_property
+    def decode_only(self) -> Step:
+        return schedule(self.forwards[0], self.pipeline)
+
+    @cached_property
+    def mixed(self) -> Step:
+        return schedule(self.forwards[1], self.pipeline)
+
+    @cached_property
+    def mean(self) -> Step:
+        """The average iteration's breakdown: each kind's lines weighted by its share."""
+        share = self.share
+        mean = merge(
+            [self.decode_only, self.mixed],
+            [1.0 - share, share],
+            ["decode-only iterations", "with prefill"],
+        )
+        note = (
+            f"aggregated: a rank carries prefill in {self.rank_share:.1%} of iterations "
+            f"({self.prefill_tokens:.0f} tokens on average); {self.ranks} lock-step ranks: "
+            f"{share:.1%} of iterations are mixed"
+        )
+        return replace(mean, notes=(note, *mean.notes))
 
 
 @dataclass(frozen=True)
@@ -214,26 +250,20 @@ def agg_iteration(ctx: Context, role: Role, batch_per_gpu: float) -> AggIteratio
     """Steady state of an aggregated role at ``batch_per_gpu`` decode sequences per attention
     GPU (see ``AggIteration``)."""
     loads = agg_loads(ctx, role, batch_per_gpu)
-    only = schedule(forward(ctx, role, loads.decode), ctx.pipeline)
-    mixed = schedule(forward(ctx, role, loads.mixed), ctx.pipeline)
-    share = steady_share(loads, role.shape.attn_dp, only.total, mixed.total)
-    mean = merge([only, mixed], [1.0 - share, share], ["decode-only iterations", "with prefill"])
-    note = (
-        f"aggregated: a rank carries prefill in {loads.rank_share:.1%} of iterations "
-        f"({loads.prefill_tokens:.0f} tokens on average); {role.shape.attn_dp} lock-step "
-        f"ranks: {share:.1%} of iterations are mixed"
-    )
-    mean = replace(mean, notes=(note, *mean.notes))
+    only, mixed = forward(ctx, role, loads.decode), forward(ctx, role, loads.mixed)
+    t_dec, t_mix = step_seconds(only, ctx.pipeline), step_seconds(mixed, ctx.pipeline)
     return AggIteration(
-        mean,
-        mixed,
-        only,
+        t_dec,
+        t_mix,
         loads.prompts,
         loads.prefill_tokens,
         loads.rank_share,
-        share,
+        steady_share(loads, role.shape.attn_dp, t_dec, t_mix),
         loads.chunks,
         loads.keeps_up,
+        role.shape.attn_dp,
+        (only, mixed),
+        ctx.pipeline,
     )
 
 
@@ -248,12 +278,12 @@ def agg_tpot_percentile(ctx: Context, role: Role, it: AggIteration) -> float:
     z = NormalDist().inv_cdf(wl.slo.percentile / 100)
     s = it.share
     mixed = min(n, max(0.0, n * s + z * math.sqrt(n * s * (1 - s) * it.chunks)))
-    t_dec, t_mix = it.decode_only.total, it.mixed.total
+    t_dec, t_mix = it.decode_seconds, it.mixed_seconds
     return (t_dec * (n - mixed) + t_mix * mixed) / n / accepted
 
 
 def itl_percentile(ctx: Context, it: AggIteration) -> float:
     """The SLO percentile of the gap between streamed chunks of an aggregated role."""
     if it.share > 1 - ctx.workload.slo.percentile / 100:
-        return it.mixed.total
-    return it.decode_only.total
+        return it.mixed_seconds
+    return it.decode_seconds

@@ -100,7 +100,7 @@ def replica0(role: Role, ids: dict[str, list[int]]) -> ReplicaGpus:
     return ReplicaGpus(tuple(att), tuple(ffn), pairing)
 
 
-FOLD_LAYERS = (6, 12, 24)  # layers built per block when folding, tried in turn before the full graph
+FOLD_LAYERS = (6, 12, 24)  # layers built per block when folding, tried before the full graph
 
 
 @dataclass(frozen=True)

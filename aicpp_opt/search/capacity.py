@@ -188,7 +188,7 @@ class _Family:
             if self.agg:
                 it = agg_steady(ctx, role, batch)
                 fill = agg_fill_rate(ctx, role, it, batch)
-                return [it.mean.total, fill, agg_budget_rate(ctx, role, it)]
+                return [it.mean_seconds, fill, agg_budget_rate(ctx, role, it)]
             step = decode_step_seconds(ctx, role, batch)
             return [step, decode_role_capacity(ctx, role, step)]
         except InputError:  # a shape the cost tables do not cover: never chosen
@@ -284,7 +284,7 @@ def agg_capacity(f: _Family, top: int) -> Capacity:
         if rate <= 0:
             return replace(NONE, limit="ttft")
         why = "ttft" if rate < cap else "tpot" if filled < top else "seats"
-        return Capacity(rate, top, it.mean.total, why)
+        return Capacity(rate, top, it.mean_seconds, why)
     except InputError:  # a shape the cost tables do not cover: never chosen
         return NONE
 

@@ -102,6 +102,7 @@ class CommModel:
         self._topology = topology
         self._models: dict[tuple, Curve] = {}
         self._prices: dict[tuple, Latency] = {}
+        self._measured_sizes: dict[object, tuple[int, ...]] = {}
 
     def _memo(self, key: tuple, price) -> Latency:
         hit = self._prices.get(key)
@@ -182,20 +183,13 @@ class CommModel:
         model = self._model(
             Geometry(Pattern.EXCHANGE, ep, domains=domains), self.fit(name, domains), self.topology
         )
-        table = self._deepep_table(phase)
-        if table is None:
+        if self._deepep_table(phase) is None:
             return self._flagged(model, nbytes, f"no DeepEP table on {self.costs.system.name}")
         # the measured load axis is tokens at DeepEP's own bytes per copy; the payload's bytes
         # (dtype, skew) are expressed as that many measured tokens
         measured_tokens = payload.tokens * payload.token_bytes / token_bytes(payload.hidden, phase)
-        keys = [
-            k
-            for k in table.keys
-            if k["mode"] == mode
-            and (k["hidden"], k["topk"], k["num_experts"])
-            == (payload.hidden, payload.topk, payload.num_experts)
-        ]
-        if not keys:
+        measured_eps = self._deepep_eps(phase, mode, payload)
+        if not measured_eps:
             return self._flagged(model, nbytes, "DeepEP measured no such model shape")
         spec = self.costs.system
         axes = {
@@ -204,7 +198,6 @@ class CommModel:
             "num_experts": payload.num_experts,
             "mode": mode,
         }
-        measured_eps = sorted(k["ep"] for k in keys)
         if ep in measured_eps and self._deepep_matches(ep, domains):
             curve = self.costs.curve(f"moe_{phase}", ep=ep, **axes)
             return self._on_grid(curve, measured_tokens, model, nbytes / measured_tokens)
@@ -283,20 +276,26 @@ class CommModel:
         spec = self.costs.system
         if op not in self.costs.selection or not self.costs.available(op):
             return None
-        table = self.costs.table(op)
-        groups = sorted(k["num_gpus"] for k in table.keys)
+        groups = self._groups(op)
         fits_node = domains == 1 and group <= spec.gpus_per_node
         same_links = math.isclose(self.pool.topology[0].bw, spec.nvlink_bw)
         if not (fits_node and same_links and groups[0] <= group <= groups[-1]):
             return None
         return self._on_grid(self.costs.curve(op, num_gpus=group), nbytes, model, 1.0)
 
+    def _groups(self, op: str) -> tuple[int, ...]:
+        """The group sizes ``op``'s table measured, ascending (read once per op)."""
+        hit = self._measured_sizes.get(op)
+        if hit is None:
+            sizes = {k["num_gpus"] for k in self.costs.table(op).keys}
+            hit = self._measured_sizes[op] = tuple(sorted(sizes))
+        return hit
+
     def _anchored_collective(self, op: str, nbytes: float, geom: Geometry, model: Curve):
         spec = self.costs.system
         if not self.costs.available(op):
             return self._flagged(model, nbytes, f"no {op} table on {spec.name}")
-        groups = sorted(k["num_gpus"] for k in self.costs.table(op).keys)
-        anchor = max(g for g in groups if g <= spec.gpus_per_node)
+        anchor = max(g for g in self._groups(op) if g <= spec.gpus_per_node)
         a_model = self._model(
             Geometry(geom.pattern, anchor),
             self.fit(op, 1),
@@ -315,6 +314,23 @@ class CommModel:
     def _deepep_table(self, phase: str):
         op = f"moe_{phase}"
         return self.costs.table(op) if self.costs.available(op) else None
+
+    def _deepep_eps(self, phase: str, mode: str, payload: EpPayload) -> tuple[int, ...]:
+        """The EP sizes DeepEP's ``phase`` table measured in ``mode`` for the payload's model
+        shape, ascending (read once per shape)."""
+        shape = (payload.hidden, payload.topk, payload.num_experts)
+        key = (phase, mode, shape)
+        hit = self._measured_sizes.get(key)
+        if hit is None:
+            table = self._deepep_table(phase)
+            hit = self._measured_sizes[key] = tuple(
+                sorted(
+                    k["ep"]
+                    for k in table.keys
+                    if k["mode"] == mode and (k["hidden"], k["topk"], k["num_experts"]) == shape
+                )
+            )
+        return hit
 
     def _deepep_matches(self, ep: int, domains: int) -> bool:
         """The instance's links are the measured ones for this EP group."""
@@ -389,11 +405,11 @@ def model_curve(geom: Geometry, fit: LinkFit, topo: Topology, system: bool = Fal
     )
     x = np.array(SWEEP_BYTES)
     ref = SWEEP_BYTES[len(SWEEP_BYTES) // 2]
-    t0, t1, t2 = (patterns.seconds(geom, scaled, b) for b in (TINY, ref, 2 * ref))
+    t0, t1, t2 = patterns.sweep(geom, scaled, (TINY, ref, 2 * ref))
     if math.isclose(t2 - t1, t1 - t0, rel_tol=1e-6, abs_tol=1e-15):
         sim = t0 + (t1 - t0) * x / ref
     else:
-        sim = np.array([patterns.seconds(geom, scaled, b) for b in x])
+        sim = np.array(patterns.sweep(geom, scaled, x))
     y = fit.alpha + sim
     pwl = fit_series(x, y, TARGET_REL_ERR)
     where = "the system's measured setting" if system else _topology_label(topo)

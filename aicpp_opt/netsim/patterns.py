@@ -12,13 +12,14 @@ a cross-domain point-to-point stream goes from slot 0 of domain 0 to slot 0 of d
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from aicpp_opt.errors import InputError
 from aicpp_opt.netsim.collectives import ring_part
 from aicpp_opt.netsim.graph import Graph
-from aicpp_opt.netsim.simulate import simulate
+from aicpp_opt.netsim.simulate import makespans
 from aicpp_opt.netsim.topology import Topology
 
 
@@ -113,17 +114,23 @@ def graph(geom: Geometry, topo: Topology, nbytes: float) -> Graph:
 
 
 def seconds(geom: Geometry, topo: Topology, nbytes: float) -> float:
-    """Simulated time of one occurrence of the pattern, alone on the network. A ring
-    collective over three or more domains that the topology joins alike runs as its first
-    two domains' part (``_ring_part``): the same times, on a fraction of the flows."""
+    """Simulated time of one occurrence of the pattern, alone on the network."""
+    return sweep(geom, topo, (nbytes,))[0]
+
+
+def sweep(geom: Geometry, topo: Topology, sizes: Sequence[float]) -> list[float]:
+    """``seconds`` at each of ``sizes``, from one graph lowered once: every flow of a pattern
+    carries a fixed share of its bytes. A ring collective over three or more domains that the
+    topology joins alike runs as its first two domains' part (``_ring_part``): the same times,
+    on a fraction of the flows."""
     part = _ring_part(geom, topo)
     if part is None:
-        return simulate(graph(geom, topo, nbytes), topo).makespan
-    src, dst, sizes, deps = ring_part(geom.pattern.value, part, nbytes, geom.members)
+        return makespans(graph(geom, topo, 1.0), topo, sizes)
+    src, dst, shares, deps = ring_part(geom.pattern.value, part, 1.0, geom.members)
     g = Graph()
     for j in range(len(src)):
-        g.transfer(src[j], dst[j], sizes[j], geom.pattern.value, "comm", deps[j])
-    return simulate(g, topo).makespan
+        g.transfer(src[j], dst[j], shares[j], geom.pattern.value, "comm", deps[j])
+    return makespans(g, topo, sizes)
 
 
 def _ring_part(geom: Geometry, topo: Topology) -> tuple[int, ...] | None:

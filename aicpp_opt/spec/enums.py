@@ -5,6 +5,7 @@ read and write their plain values."""
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 
 
 class Mode(StrEnum):
@@ -41,6 +42,8 @@ class Framework(StrEnum):
     TRTLLM = "trtllm"
 
 
+@cache
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
-    """The plain values of an enum, in declaration order (for messages and choices)."""
+    """The plain values of an enum, in declaration order (for messages and choices; the op
+    model asks for the frameworks' on every table lookup)."""
     return tuple(m.value for m in enum)

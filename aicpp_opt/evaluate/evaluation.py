@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from aicpp_opt.costs.curve import Latency
 from aicpp_opt.model.context import Context, build_context, memoized
 from aicpp_opt.model.delays import Delay, Wait, percentile, share_over
-from aicpp_opt.model.forward import afd_domains, ffn_sets
+from aicpp_opt.model.forward import afd_domains
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
 from aicpp_opt.model.queueing import prefill_queue, seat_load, seat_wait, ttft_queueing
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
@@ -300,7 +300,7 @@ def decode_memory(ctx: Context, role: Role) -> dict[str, MemoryBreakdown]:
             mtp=role.mtp,
         )
         return {"gpu": mem}
-    m_set = max(ffn_sets(role))[0]
+    m_set = max(role.afd.ffn_sets)[0]
     ffn_tokens = m_set * tokens / k * ctx.model.moe.top_k / role.shape.moe_gpus
     return {
         "attention": memory_per_gpu(

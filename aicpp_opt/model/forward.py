@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from aicpp_opt.costs.comm import EpPayload, domains_spanned
 from aicpp_opt.costs.curve import Latency
@@ -86,7 +87,7 @@ class Load:
     def decode_tokens(self) -> float:
         return self.decode_seqs * self.query_tokens
 
-    @property
+    @cached_property
     def tokens(self) -> float:
         return self.decode_tokens + sum(s.tokens for s in self.spans)
 
@@ -428,15 +429,6 @@ def ep_ops(
     return tuple(ops)
 
 
-def ffn_sets(role: Role) -> list[tuple[int, int]]:
-    """(attention GPUs feeding it, FFN GPUs in it) for each distinct FFN set of an AFD unit."""
-    feeders: dict[tuple[int, ...], int] = {}
-    for g in role.afd.pairing:
-        key = tuple(sorted(g.ffn))
-        feeders[key] = feeders.get(key, 0) + len(g.attention)
-    return [(m, len(ffn)) for ffn, m in feeders.items()]
-
-
 @memoized
 def afd_exchange_ops(
     ctx: Context, pool: str, afd: Afd, shape: Shape, domains: int, tokens_gpu: float, m_set: int
@@ -518,7 +510,7 @@ def forward(ctx: Context, role: Role, load: Load) -> Forward:
     afd = role.afd is not None
     a_side = Side.ATTENTION if afd else Side.GPU
     pool, tp = role.pool, shape.attn_tp
-    m_set = max(ffn_sets(role))[0] if afd else 0
+    m_set = max(role.afd.ffn_sets)[0] if afd else 0
     blocks: list[Block] = []
     dense = m.num_dense_layers if m.dense_ffn else 0
     for window, count in windows(ctx, 0, dense):

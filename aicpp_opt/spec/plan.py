@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,15 @@ class Afd:
     colocated: bool | None = None
     """Both sides of every unit in one NVLink domain (A<->F over NVLink), or not (over the
     scale-out network); None: read from the placement."""
+
+    @cached_property
+    def ffn_sets(self) -> tuple[tuple[int, int], ...]:
+        """(attention GPUs feeding it, FFN GPUs in it) for each distinct FFN set of a unit."""
+        feeders: dict[tuple[int, ...], int] = {}
+        for g in self.pairing:
+            key = tuple(sorted(g.ffn))
+            feeders[key] = feeders.get(key, 0) + len(g.attention)
+        return tuple((m, len(ffn)) for ffn, m in feeders.items())
 
 
 @dataclass(frozen=True)

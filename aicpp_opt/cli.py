@@ -7,10 +7,14 @@ plan 4, anything unexpected 1 with a hint to rerun with ``--debug`` for the trac
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
+import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -134,5 +138,19 @@ def main(debug: bool, tables: Path | None) -> None:
     use_tables(tables)
 
 
+def entry() -> NoReturn:
+    """The console script (and ``python -m aicpp_opt.cli``): ``main``, then its exit handlers
+    and the standard streams, then the process ends without the interpreter's teardown of every
+    module, about 0.2 s of each run once the scientific stack is loaded, spent freeing memory
+    the system reclaims anyway. Every file the commands write is closed before ``main``
+    returns."""
+    code = main(standalone_mode=False)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to say
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 1)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

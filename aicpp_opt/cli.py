@@ -143,8 +143,11 @@ def entry() -> NoReturn:
     and the standard streams, then the process ends without the interpreter's teardown of every
     module, about 0.2 s of each run once the scientific stack is loaded, spent freeing memory
     the system reclaims anyway. Every file the commands write is closed before ``main``
-    returns."""
+    returns. Under a profiler or tracer (cProfile, coverage, a debugger) it exits the usual
+    way, so the tool writes its output."""
     code = main(standalone_mode=False)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to say

@@ -1,11 +1,13 @@
 """The console entry (``aicpp-opt``, ``python -m aicpp_opt.cli``) ends the process without the
 interpreter's teardown: everything ``main`` prints and writes still arrives, through pipes, and
-the exit code is ``main``'s."""
+the exit code is ``main``'s; under a profiler it exits the usual way, so the profile is
+written."""
 
 from __future__ import annotations
 
 import json
 import os
+import pstats
 import subprocess
 import sys
 
@@ -18,10 +20,10 @@ SMALL = str(PROJECT_ROOT / "instances" / "small_h200_16.json")
 PLAN = str(PROJECT_ROOT / "tests" / "bad_inputs" / "good_plan.json")
 
 
-def entry(args: list[str]) -> subprocess.CompletedProcess:
+def entry(args: list[str], runner: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "100"}
     return subprocess.run(
-        [sys.executable, "-m", "aicpp_opt.cli", *args],
+        [sys.executable, *runner, "-m", "aicpp_opt.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -47,3 +49,10 @@ def test_entry_keeps_the_exit_code_and_the_one_error_line():
     assert got.returncode == 2
     lines = [line for line in got.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: plan"), got.stderr
+
+
+def test_entry_under_a_profiler_lets_it_write_its_profile(tmp_path):
+    profile = tmp_path / "run.prof"
+    got = entry(["evaluate", SMALL, PLAN], ("-m", "cProfile", "-o", str(profile)))
+    assert got.returncode == 0, got.stderr
+    assert "aicpp_opt" in str(pstats.Stats(str(profile)).stats)

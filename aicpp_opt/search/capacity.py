@@ -26,9 +26,9 @@ Families that take the same GPU blocks for the same role kind (and feed the same
 interchangeable to the solver, so only the fastest of each such group is kept. The groups are
 settled by bound: a family's rate at its memory-limited batch bounds its rate from above; bounds
 are computed for every family, then best first: an aggregated family on top has its bound
-tightened a step by its mean iteration against TPOT (``agg_tpot_bounds``), any other its
-exact rate computed, until no remaining bound beats the best exact rate (``exact`` counts
-them)."""
+tightened a step (``agg_tpot_bounds``: first by the prefill budgets' rate at one sequence
+per GPU, then by its mean iteration against TPOT), any other its exact rate computed, until
+no remaining bound beats the best exact rate (``exact`` counts them)."""
 
 from __future__ import annotations
 
@@ -303,6 +303,15 @@ def decode_bound(f: _Family, limit: int) -> float:
     return 0.0 if one is None else min(f.rate(b_mem), max(one[1], one[2]))
 
 
+def agg_first_bound(f: _Family, limit: int) -> float:
+    """An aggregated family's first bound: the rate that fills every seat at its
+    memory-limited batch (one op-model evaluation; ``decode_bound``'s first term).
+    ``agg_tpot_bounds`` tightens it, first to ``decode_bound``; most families of a group never
+    get that far."""
+    b_mem = f.memory_batch(limit)
+    return f.rate(b_mem) if b_mem >= 1 else 0.0
+
+
 def agg_tpot_bounds(f: _Family, limit: int) -> Iterator[float]:
     """Ever tighter bounds on an aggregated family's rate, one op-model evaluation each, for a
     family that ``decode_bound`` ranks high: no fill at or above the first integer batch whose
@@ -423,7 +432,9 @@ def _settle_group(
             t = service(f)[-1]
             value, tight = (prefill_capacity(f.role, t) if math.isfinite(t) else 0.0), True
         else:
-            value, tight = decode_bound(_Family(ctx, f, mine[f.key]), limit), f.kind != RoleKind.AGG
+            mf = _Family(ctx, f, mine[f.key])
+            agg = f.kind == RoleKind.AGG
+            value, tight = (agg_first_bound if agg else decode_bound)(mf, limit), not agg
         learnt[f.key] = [value, None, tight]
         return value, tight
 

@@ -15,6 +15,7 @@ from aicpp_opt.model.queueing import (
     _forward_end_law,
     erlang_c,
     prefill_queue,
+    prefill_share_over,
     seat_load,
     ttft_queueing,
 )
@@ -109,7 +110,31 @@ def test_prefill_queue_matches_a_simulation_of_its_own(forwards, ranks, util):
     got = prefill_queue(lam, forwards, ranks, 90)
     assert got.wait == pytest.approx(sum(waits) / len(waits), rel=0.03, abs=1e-3)
     assert got.busy == pytest.approx(sum(w > 0 for w in waits) / len(waits), abs=0.01)
-    assert got.percentile == pytest.approx(ttfts[int(0.9 * len(ttfts))], rel=0.03)
+    p90 = ttfts[int(0.9 * len(ttfts))]
+    assert got.percentile == pytest.approx(p90, rel=0.03)
+    assert prefill_share_over(lam, forwards, ranks, p90) == pytest.approx(0.1, abs=0.02)
+
+
+@given(
+    forwards=st.lists(st.floats(0.01, 0.5), min_size=1, max_size=4).map(lambda f: tuple(sorted(f))),
+    ranks=st.integers(1, 4),
+    util=st.floats(0.05, 0.97),
+    pct=st.sampled_from([50.0, 90.0, 99.0]),
+    level=st.floats(0.0, 1.0),
+)
+def test_share_over_a_time_is_within_the_tail_exactly_when_the_percentile_is(
+    forwards, ranks, util, pct, level
+):
+    """The percentile is at most t exactly when the share of requests over t is at most the
+    tail, for t at the law's own quantiles (its atoms, where the two readings could part) and
+    between them."""
+    rate = util * ranks * len(forwards) / forwards[-1]
+    q = prefill_queue(rate, forwards, ranks, pct)
+    grid = q.quantiles
+    t = grid[min(int(level * len(grid)), len(grid) - 1)] * (1 + (level - 0.5) * 1e-3)
+    for at in (t, q.percentile):
+        within = prefill_share_over(rate, forwards, ranks, at) <= 1 - pct / 100 + 1e-12
+        assert within == (q.percentile <= at)
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,19 @@ def test_a_demand_beyond_the_instance_is_explained():
     assert "does not fit" in result.output
 
 
+def test_frontier_searches_the_instances_modes_by_default(tmp_path):
+    """Without ``--modes`` the frontier covers the modes the instance lets ``solve`` search,
+    no others."""
+    data = json.loads(Path(SMALL).read_text())
+    data["search"]["modes"] = ["pd"]
+    instance = tmp_path / "pd_only.json"
+    instance.write_text(json.dumps(data))
+    result = run("frontier", str(instance), "--budgets", "8", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "frontier.json").read_text())
+    assert {r["mode"] for r in rows if r["kind"] == "budget"} == {"pd"}
+
+
 def test_frontier_throughput_never_falls_with_the_budget(tmp_path):
     result = run(
         "frontier", SMALL, "--budgets", "4,8,12,16", "--modes", "pd", "--out", str(tmp_path)

@@ -374,7 +374,13 @@ time_limit_option = click.option(
 @click.argument("instance")
 @click.option("--budgets", required=True, help="Comma-separated GPU budgets, e.g. 8,16,32,72.")
 @click.option("--workload", "-w", default=None)
-@click.option("--modes", default=",".join(MODES), show_default=True)
+@click.option(
+    "--modes",
+    default="auto",
+    show_default=True,
+    help="auto (the instance's search.modes, the modes solve searches) or a comma-separated "
+    f"list of {', '.join(MODES)}.",
+)
 @click.option(
     "--objective", default="throughput", show_default=True, help="throughput | per-gpu | per-dollar"
 )

@@ -42,7 +42,13 @@ from aicpp_opt.model.context import Context, build_context, memoized
 from aicpp_opt.model.delays import Delay, Wait, percentile, share_over
 from aicpp_opt.model.forward import afd_domains
 from aicpp_opt.model.memory import MemoryBreakdown, kv_bytes_per_token, kv_layers, memory_per_gpu
-from aicpp_opt.model.queueing import prefill_queue, seat_load, seat_wait, ttft_queueing
+from aicpp_opt.model.queueing import (
+    prefill_queue,
+    prefill_share_over,
+    seat_load,
+    seat_wait,
+    ttft_queueing,
+)
 from aicpp_opt.model.routing import DEFAULT_ROUTING, Routing
 from aicpp_opt.model.schedule import OpCost, Step
 from aicpp_opt.model.steps import (
@@ -502,6 +508,16 @@ def prefill_ttft(
     rank), then the KV transfer; the percentile at ``pct`` (default: the SLO's)."""
     q = _prefill_queue(ctx, role, forwards, rate, pct)
     return Ttft(q.wait, q.forward, kv.seconds, q.percentile + kv.seconds, kv.source)
+
+
+def prefill_late_share(
+    ctx: Context, role: Role, forwards: tuple[float, ...], rate: float, kv: Latency, budget: float
+) -> float:
+    """The share of a P/D prefill role's requests whose part of TTFT (``prefill_ttft``)
+    exceeds ``budget`` seconds: at most the SLO's tail exactly when ``prefill_ttft``'s
+    percentile is within ``budget`` (up to rounding), and continuous in the rate."""
+    t = budget - kv.seconds
+    return prefill_share_over(rate / role.replicas, forwards, role.shape.attn_dp, t)
 
 
 def _prefill_queue(ctx: Context, role: Role, forwards, rate: float, pct: float | None = None):

@@ -147,34 +147,28 @@ GRID = 256
 """Quantiles kept of a prefill replica's law of wait + own forward."""
 
 
-@lru_cache(maxsize=4096)
-def prefill_queue(
-    rate: float, forwards: tuple[float, ...], ranks: int, percentile: float
-) -> PrefillQueue:
-    """A prefill replica whose ``ranks`` attention-DP ranks run forwards in lock step, at
-    ``rate`` Poisson requests/s; ``forwards[k - 1]``: seconds of a forward whose busiest rank
-    carries k requests (up to ``len(forwards)`` per rank, so B = ranks x len(forwards) per
-    forward). A request that finds the replica idle starts a forward of its own at once; when
-    a forward ends, the next takes up to B waiting requests in arrival order (spread evenly
-    over the ranks), and lasts as long as its busiest rank's share.
+@dataclass(frozen=True)
+class _Mixture:
+    """A prefill replica's law of wait + own forward as weighted atoms (``value``, ``weight``,
+    with each atom's ``wait``), and the weight of requests that found it idle."""
 
-    Exact in the number n waiting at forward ends (a Markov chain: a forward takes m =
-    min(n, B), lasts S(m), and n' = n - m + Poisson(rate x S(m))); an arrival a fraction u into a
-    forward that began with r still waiting finds r + Poisson(rate u S) ahead, so it waits
-    (1 - u) S plus one full forward per B ahead, then rides a forward of everyone ahead in its
-    batch, itself and the rest of the forward's arrivals. The wait's distribution is that
-    mixture, integrated over u; the percentile is read from it, not from an assumed tail."""
+    value: np.ndarray
+    weight: np.ndarray
+    wait: np.ndarray
+    idle: float
+
+
+@lru_cache(maxsize=16)
+def _prefill_mixture(rate: float, forwards: tuple[float, ...], ranks: int) -> _Mixture | None:
+    """The law ``prefill_queue`` reads (None: saturated; see there)."""
     batch = len(forwards)
     full = batch * ranks
     seconds = np.array([forwards[(m - 1) // ranks] for m in range(1, full + 1)])
-    if rate <= 0:
-        return PrefillQueue(0.0, 0.0, forwards[0], forwards[0], (forwards[0],))
-    saturated = PrefillQueue(math.inf, 1.0, seconds[-1], math.inf, (math.inf,))
     if rate * seconds[-1] >= full * (1.0 - SATURATED):
-        return saturated
+        return None
     law = _forward_end_law(rate, seconds)
     if law is None:
-        return saturated
+        return None
     u = (np.arange(U_POINTS) + 0.5) / U_POINTS
     # forwards that left nobody waiting, by their size m (the idle replica's one request: m = 1);
     # their arrivals' law depends on m only through S(m), so they are pooled per rank count
@@ -197,7 +191,32 @@ def prefill_queue(
     parts += _arrivals(forwards, ranks, seconds[-1], 1.0, ahead, u, rate)
     value, weight, wait = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
     keep = weight > 0
-    value, weight, wait = value[keep], weight[keep], wait[keep]
+    return _Mixture(value[keep], weight[keep], wait[keep], float(law[0]))
+
+
+@lru_cache(maxsize=4096)
+def prefill_queue(
+    rate: float, forwards: tuple[float, ...], ranks: int, percentile: float
+) -> PrefillQueue:
+    """A prefill replica whose ``ranks`` attention-DP ranks run forwards in lock step, at
+    ``rate`` Poisson requests/s; ``forwards[k - 1]``: seconds of a forward whose busiest rank
+    carries k requests (up to ``len(forwards)`` per rank, so B = ranks x len(forwards) per
+    forward). A request that finds the replica idle starts a forward of its own at once; when
+    a forward ends, the next takes up to B waiting requests in arrival order (spread evenly
+    over the ranks), and lasts as long as its busiest rank's share.
+
+    Exact in the number n waiting at forward ends (a Markov chain: a forward takes m =
+    min(n, B), lasts S(m), and n' = n - m + Poisson(rate x S(m))); an arrival a fraction u into a
+    forward that began with r still waiting finds r + Poisson(rate u S) ahead, so it waits
+    (1 - u) S plus one full forward per B ahead, then rides a forward of everyone ahead in its
+    batch, itself and the rest of the forward's arrivals. The wait's distribution is that
+    mixture, integrated over u; the percentile is read from it, not from an assumed tail."""
+    if rate <= 0:
+        return PrefillQueue(0.0, 0.0, forwards[0], forwards[0], (forwards[0],))
+    mix = _prefill_mixture(rate, forwards, ranks)
+    if mix is None:
+        return PrefillQueue(math.inf, 1.0, forwards[-1], math.inf, (math.inf,))
+    value, weight, wait = mix.value, mix.weight, mix.wait
     total = weight.sum()
     order = np.argsort(value, kind="stable")
     cum = np.cumsum(weight[order]) / total
@@ -206,11 +225,25 @@ def prefill_queue(
     quantiles = value[order][at]
     return PrefillQueue(
         float(wait @ weight / total),
-        float(1.0 - law[0] / total),
+        float(1.0 - mix.idle / total),
         float((value - wait) @ weight / total),
         float(quantiles[-1]),
         tuple(quantiles[:-1].tolist()),
     )
+
+
+def prefill_share_over(rate: float, forwards: tuple[float, ...], ranks: int, t: float) -> float:
+    """The share of a prefill replica's requests (``prefill_queue``) whose wait + own forward
+    exceeds ``t`` seconds: continuous in the rate where the percentile steps from one atom of
+    the law to the next, so a search for the rate at which it reaches the SLO's tail converges
+    like a smooth function's (``prefill_queue``'s percentile is at most ``t`` exactly when this
+    is at most the tail, up to rounding)."""
+    if rate <= 0:
+        return float(forwards[0] > t)
+    mix = _prefill_mixture(rate, forwards, ranks)
+    if mix is None:
+        return 1.0
+    return float(mix.weight[mix.value > t].sum() / mix.weight.sum())
 
 
 def _likely_state(a: np.ndarray, size: int) -> int:

@@ -17,7 +17,9 @@ functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
 - **prefill**: the forward's time at 1..batch requests per rank; the rate is the largest at
   which the lock-step batch queue's part of TTFT (with the KV transfer to the pool it feeds)
   keeps ``evaluate.evaluation.prefill_slo`` (the rest of the tail, the target less the longest
-  TPOT-keeping decode step), at most the replica's capacity.
+  TPOT-keeping decode step), at most the replica's capacity: found where the share of
+  requests over that budget, continuous in the rate, reaches the tail (``crossing_rate``),
+  and confirmed on the percentile itself.
 
 Replicas share arrivals evenly (each an independent Poisson share), so n replicas sustain n
 times one replica's rate: the MILP's flow bounds are linear in the counts.
@@ -40,6 +42,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from scipy.optimize import brentq
+
 from aicpp_opt import deadline
 from aicpp_opt.errors import InputError
 from aicpp_opt.evaluate.evaluation import (
@@ -55,6 +59,7 @@ from aicpp_opt.evaluate.evaluation import (
     kv_transfer,
     operating_batch,
     prefill_capacity,
+    prefill_late_share,
     prefill_memory,
     prefill_slo,
     prefill_ttft,
@@ -255,6 +260,36 @@ def largest_rate(holds: Callable[[float], bool], cap: float) -> float:
     return lo
 
 
+def crossing_rate(
+    excess: Callable[[float], float], holds: Callable[[float], bool], cap: float
+) -> float:
+    """``largest_rate`` for a ``holds`` that is ``excess`` <= 0 with ``excess`` continuous and
+    rising in the rate towards ``cap``, where the queue saturates: Brent's method finds where
+    ``excess`` crosses 0 over the log of the spare capacity, x = -log(1 - rate / cap) (a
+    queue's delays stay flat over most of the rates and rise within the last percent or so
+    below saturation; x spreads that rise out), and ``holds`` confirms the rate just below the
+    crossing (else, or where the two disagree at the ends, bisection on ``holds``)."""
+    lo, top = cap * RATE_TOL, cap * (1 - RATE_TOL)
+    if cap <= 0 or not holds(lo):
+        return 0.0
+    if holds(top):
+        return cap if holds(cap) else top
+    ends = {-math.log1p(-RATE_TOL): excess(lo), -math.log(RATE_TOL): excess(top)}
+    (x_lo, e_lo), (x_hi, e_hi) = ends.items()
+    if not e_lo <= 0 < e_hi:
+        return largest_rate(holds, cap)
+
+    def rate(x: float) -> float:
+        return -cap * math.expm1(-x)
+
+    def at(x: float) -> float:
+        return ends[x] if x in ends else excess(rate(x))
+
+    x = brentq(at, x_lo, x_hi, rtol=RATE_TOL / 8)
+    below = rate(x) * (1 - RATE_TOL / 2)
+    return below if holds(below) else largest_rate(holds, below)
+
+
 def agg_capacity(f: _Family, top: int) -> Capacity:
     """An aggregated family at ``top`` sequences per GPU (more seats only shorten the wait for
     one at the same fill, so the memory-limited batch is best): the largest point of the fill
@@ -372,8 +407,11 @@ def prefill_capacity_of(
     kv = kv_transfer(ctx, role, fam.feeds, kv_domains(ctx, fam))
     cap = prefill_capacity(role, service)
     pct, budget = prefill_slo(ctx, drafts)
-    rate = largest_rate(
-        lambda r: prefill_ttft(ctx, role, forwards, r, kv, pct).percentile <= budget, cap
+    tail = 1 - pct / 100
+    rate = crossing_rate(
+        lambda r: prefill_late_share(ctx, role, forwards, r, kv, budget) - tail,
+        lambda r: prefill_ttft(ctx, role, forwards, r, kv, pct).percentile <= budget,
+        cap,
     )
     return Capacity(rate, 0.0, service, "ttft" if rate < cap else "capacity")
 

@@ -1,7 +1,8 @@
 """The batch a decode role's rate fills (``operating_batch``, Little's law b = rate per GPU x
 OSL / accepted tokens x step(b)) against the root of that equation found by bisection, on the
 shipped P/D and AFD hand plans (an AFD step, communication-bound, is near linear in the
-batch) at several shares of the rate that fills every seat."""
+batch) at several shares of the rate that fills every seat, with and without the step at the
+configured batch handed in."""
 
 from __future__ import annotations
 
@@ -48,5 +49,7 @@ def test_operating_batch_is_the_root_of_littles_law(name, share):
     rate = share * full
     want = _little_root(ctx, role, rate)
     assert operating_batch(ctx, role, rate) == pytest.approx(want, rel=FILL_TOL)
+    step = decode_step_seconds(ctx, role, role.batch_per_gpu)
+    assert operating_batch(ctx, role, rate, step) == pytest.approx(want, rel=FILL_TOL)
     if share >= 1:
         assert want == role.batch_per_gpu

@@ -572,12 +572,13 @@ FILL_TOL = 1e-3
 """Relative precision of the filled batch."""
 
 
-def operating_batch(ctx: Context, role: Role, rate: float) -> float:
+def operating_batch(ctx: Context, role: Role, rate: float, step: float | None = None) -> float:
     """Sequences per GPU a P/D decode role holds at ``rate`` requests/s: by Little's law b =
     rate per GPU x OSL / accepted tokens x step(b), at most the configured batch (the fixed
     point, by iteration from the configured batch, the step growing slower than the batch,
     with Steffensen's acceleration: a step near linear in the batch, as communication-bound
-    ones are, converges slowly by plain iteration)."""
+    ones are, converges slowly by plain iteration). ``step``: the step at the configured
+    batch (``decode_step_seconds``), where the caller has already priced it."""
     cfg = role.batch_per_gpu
     if rate <= 0:
         return cfg
@@ -586,7 +587,8 @@ def operating_batch(ctx: Context, role: Role, rate: float) -> float:
     hold = wl.osl / accepted_tokens(role.mtp, wl.mtp_acceptance)
 
     def little(b: float) -> float:
-        return min(cfg, per_gpu * hold * decode_step_seconds(ctx, role, b))
+        t = step if b == cfg and step is not None else decode_step_seconds(ctx, role, b)
+        return min(cfg, per_gpu * hold * t)
 
     b = cfg
     for _ in range(25):

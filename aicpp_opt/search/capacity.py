@@ -5,9 +5,11 @@ functions the evaluator composes (``aicpp_opt.model``, ``aicpp_opt.evaluate``).
 - **decode** (plain or AFD): capacity grows with the batch (more sequences per step, the step
   growing slower than the batch), TPOT and memory grow with it too; so the best batch is the
   largest that keeps the TPOT percentile (at the batch its capacity fills, as the evaluator
-  prices it) and memory (bisection over integer sequences per GPU, no grid), and the
-  replica's rate is its capacity there: the rate at which a tenth of the SLO's tail waits for
-  a seat (``evaluate.evaluation.decode_role_capacity``).
+  prices it) and memory (searched over integer sequences per GPU, no grid: first the last
+  batch whose own step keeps TPOT, then above it by the step at the batch its capacity
+  fills, each by ``first_over``), and the replica's rate is its capacity there: the rate at
+  which a tenth of the SLO's tail waits for a seat
+  (``evaluate.evaluation.decode_role_capacity``).
 - **agg** (plain or AFD units that prefill): priced at the batch its rate fills
   (``evaluate.evaluation.agg_filled_batch``), so its configured batch is only its seats: more
   of them shorten the wait for one at the same fill, and the memory-limited batch is best. The
@@ -172,8 +174,8 @@ across solves, so another TPOT or TTFT target re-settles from them."""
 
 class _Family:
     """One decode-like family evaluated at integer batches: samples from the op model (shared
-    with the cache), and from them a decode family's capacity and whether a batch keeps TPOT,
-    an aggregated family's bound."""
+    with the cache), and from them a decode family's capacity and the step where the evaluator
+    prices its TPOT, an aggregated family's bound."""
 
     def __init__(self, ctx: Context, fam: Family, samples: dict):
         self.ctx, self.fam = ctx, fam
@@ -205,24 +207,17 @@ class _Family:
             self.samples["limit"] = limit
         return self.samples["mem"]
 
-    def keeps(self, batch: int) -> bool:
+    def operating_step(self, batch: int) -> float:
+        """The decode step at the batch the family's capacity at ``batch`` fills
+        (``operating_batch``), where the evaluator prices its TPOT."""
         s = self.sample(batch)
         if s is None:
-            return False
-        tpot = self.ctx.workload.slo.tpot
-        accepted = accepted_tokens(self.fam.role.mtp, self.ctx.workload.mtp_acceptance)
-        if s[0] / accepted <= tpot:  # the batch it fills is at most ``batch``: no longer step
-            return True
+            return math.inf
         if len(s) == 2:
-            s.append(self._operating_step(batch, s))
-        return s[2] / accepted <= tpot
-
-    def _operating_step(self, batch: int, s: list) -> float:
-        """The decode step at the batch the family's capacity fills (``operating_batch``), where
-        the evaluator prices its TPOT."""
-        role = _role(self.fam, batch)
-        filled = operating_batch(self.ctx, role, s[1])
-        return s[0] if filled >= batch else decode_step_seconds(self.ctx, role, filled)
+            role = _role(self.fam, batch)
+            filled = operating_batch(self.ctx, role, s[1], s[0])
+            s.append(s[0] if filled >= batch else decode_step_seconds(self.ctx, role, filled))
+        return s[2]
 
     def mean_tpot(self, batch: int) -> float:
         """An aggregated family's mean iteration at ``batch`` per accepted token: at an SLO
@@ -370,7 +365,15 @@ def decode_capacity(f: _Family, limit: int) -> Capacity:
         return replace(NONE, limit="memory")
     if f.agg:
         return agg_capacity(f, b_mem)
-    hi = _largest(f.keeps, 1, b_mem)
+    wl = f.ctx.workload
+    accepted = accepted_tokens(f.fam.role.mtp, wl.mtp_acceptance)
+    # a batch whose own step keeps TPOT fills at most itself, so keeps it; above the last such
+    # batch, the step at the batch its capacity fills decides
+    *_, over = first_over(lambda b: f.step(b) / accepted, wl.slo.tpot, 1, b_mem)
+    if over <= b_mem:
+        at_fill = first_over(lambda b: f.operating_step(b) / accepted, wl.slo.tpot, over, b_mem)
+        *_, over = at_fill
+    hi = over - 1
     if hi < 1:
         return replace(NONE, limit="tpot at batch 1")
     why = "max batch" if hi == limit else "memory" if hi == b_mem else "tpot"
